@@ -1,0 +1,68 @@
+"""Data group: raw examples as ingested, and the curated, split dataset."""
+
+
+from dagster import AssetExecutionContext, MetadataValue, asset
+
+from llmops_assets.artifacts import read_jsonl, write_json, write_jsonl
+from llmops_assets.chat import model_messages, prompt_and_completion
+from llmops_assets.data.curate import SPLITS, curate
+from llmops_assets.data.ingest import IngestResult, ingest
+from llmops_assets.resources import ArtifactStoreResource, PipelineConfig, artifact_result
+from llmops_assets.tools import ToolSchema
+
+
+@asset(group_name="data",
+       description="Every row of the configured sources, parsed, with its origin; unreadable rows quarantined.")
+def raw_examples(context: AssetExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
+    sources = pipeline.settings.stages.data.sources
+    result = ingest(sources)
+    context.log.info(f"read {result.input_rows} rows from {len(result.files)} files, "
+                     f"{len(result.quarantined)} quarantined")
+    with artifacts.store.write("raw_examples", inputs=result.files) as out:
+        write_jsonl(out.dir / "records.jsonl", result.records)
+        write_jsonl(out.dir / "quarantine.jsonl", result.quarantined)
+        out.metrics = {"input_rows": result.input_rows, "records": len(result.records),
+                       "quarantined": len(result.quarantined)}
+    return artifact_result(out, **out.metrics, source_files=MetadataValue.json(result.files))
+
+
+@asset(group_name="data", deps=["raw_examples", "base_model"],
+       description="Format-valid, deduplicated examples split into train/validation/test, with a quality "
+                   "report (token statistics use the base model's tokenizer).")
+def curated_dataset(context: AssetExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
+    from transformers import AutoTokenizer
+
+    settings = pipeline.settings
+    raw = artifacts.upstream(context, "raw_examples")
+    base = artifacts.upstream(context, "base_model")
+    ingested = IngestResult(read_jsonl(raw.path / "records.jsonl"), read_jsonl(raw.path / "quarantine.jsonl"),
+                            raw.manifest["inputs"])
+    tokenizer = AutoTokenizer.from_pretrained(base.path / "model")
+
+    def count_tokens(record: dict) -> int:
+        prompt, completion = prompt_and_completion(
+            tokenizer, model_messages(record["messages"], settings.domain.system_prompt))
+        return len(tokenizer(prompt + completion, add_special_tokens=False)["input_ids"])
+
+    split_settings = settings.stages.data.split
+    result = curate(ingested, ToolSchema.from_file(settings.domain.tools_file),
+                    split_settings.model_dump(exclude={"seed"}), split_settings.seed, count_tokens)
+    report = result.report
+    context.log.info(f"{report['input_rows']} rows in: {report['total_examples']} accepted, "
+                     f"{report['quarantined']} quarantined, {report['duplicates_removed']} duplicates")
+    with artifacts.store.write("curated_dataset", inputs={"raw_examples": raw.version, "base_model": base.version},
+                               config=settings.stages.data.model_dump(mode="json")) as out:
+        for name in SPLITS:
+            write_jsonl(out.dir / f"{name}.jsonl", result.splits[name])
+        write_jsonl(out.dir / "quarantine.jsonl", result.quarantined)
+        write_jsonl(out.dir / "duplicates.jsonl", result.duplicates)
+        write_json(out.dir / "data_quality_report.json", report)
+        out.metrics = {k: v for k, v in report.items() if k != "source_files"}
+    return artifact_result(
+        out,
+        **{k: report[k] for k in ("total_examples", "train_count", "validation_count", "test_count",
+                                  "quarantined", "duplicates_removed", "avg_tokens")},
+        per_tool=MetadataValue.json(report["per_tool"]),
+        first_quarantined=MetadataValue.json(result.quarantined[:5]),
+    )
+

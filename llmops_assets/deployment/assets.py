@@ -1,0 +1,94 @@
+"""Deployment group: merge -> GGUF -> served release. Runs only after every upstream gate passed."""
+
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from dagster import AssetExecutionContext, MetadataValue, asset
+
+from llmops_assets.artifacts import file_sha256, read_jsonl, write_json
+from llmops_assets.chat import model_messages
+from llmops_assets.deployment import export, packaging
+from llmops_assets.deployment.fidelity import replay
+from llmops_assets.deployment.release import deploy
+from llmops_assets.modeling import load_merged
+from llmops_assets.resources import ArtifactStoreResource, PipelineConfig, artifact_result
+from llmops_assets.tools import ToolSchema
+
+
+@asset(group_name="deployment", deps=["eval_report", "base_model", "sft_adapter"],
+       description="The base model with the evaluated LoRA adapter merged in, as a Hugging Face folder.")
+def merged_model(context: AssetExecutionContext, artifacts: ArtifactStoreResource):
+    base = artifacts.upstream(context, "base_model")
+    adapter = artifacts.upstream(context, "sft_adapter")
+    evaluated = artifacts.upstream(context, "eval_report")
+    model, tokenizer = load_merged(base.path / "model", adapter.path / "adapter_weights")
+    with artifacts.store.write("merged_model", inputs={"base_model": base.version, "sft_adapter": adapter.version,
+                                                        "eval_report": evaluated.version}) as out:
+        export.save_merged(model, tokenizer, base.path / "model", out.dir / "model")
+    return artifact_result(out)
+
+
+@asset(group_name="deployment", deps=["merged_model", "eval_report"],
+       description="The merged model as a quantized GGUF with its Modelfile, replayed on the evaluation "
+                   "prompts through llama.cpp to measure fidelity.")
+def gguf_model(context: AssetExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
+    from transformers import AutoTokenizer
+
+    settings = pipeline.settings
+    deployment = settings.stages.deployment
+    merged = artifacts.upstream(context, "merged_model")
+    evaluated = artifacts.upstream(context, "eval_report")
+    tokenizer = AutoTokenizer.from_pretrained(merged.path / "model")
+    markers = packaging.chat_markers(tokenizer)
+    with artifacts.store.write("gguf_model", inputs={"merged_model": merged.version, "eval_report": evaluated.version},
+                               config={"quantization": deployment.quantization}) as out:
+        with tempfile.TemporaryDirectory(dir=out.dir.parent) as scratch:
+            f16 = Path(scratch) / "model-f16.gguf"
+            export.convert_to_gguf(merged.path / "model", f16)
+            size_mb = f16.stat().st_size / 1e6
+            context.log.info(f"converted to f16 GGUF ({size_mb:.0f} MB), quantizing to {deployment.quantization}")
+            export.quantize(f16, out.dir / "model.gguf", deployment.quantization)
+        (out.dir / "Modelfile").write_text(packaging.modelfile("model.gguf", markers, settings.domain.system_prompt))
+        fidelity = replay(out.dir / "model.gguf", read_jsonl(evaluated.path / "predictions.jsonl"),
+                          ToolSchema.from_file(settings.domain.tools_file), markers["stop"],
+                          settings.stages.evaluation.max_new_tokens, deployment.n_threads, context.log.info)
+        fidelity["evaluated_task_accuracy"] = evaluated.metrics["task_accuracy"]
+        write_json(out.dir / "fidelity.json", fidelity)
+        out.metrics = {k: v for k, v in fidelity.items() if k != "disagreements"} | {
+            "quantization": deployment.quantization,
+            "size_bytes": (out.dir / "model.gguf").stat().st_size,
+            "sha256": file_sha256(out.dir / "model.gguf"),
+        }
+    return artifact_result(out, **out.metrics,
+                           disagreements=MetadataValue.json(fidelity["disagreements"][:10]))
+
+
+@asset(group_name="deployment", deps=["gguf_model", "eval_report", "curated_dataset", "base_model"],
+       description="The release being served: a llama.cpp server on 127.0.0.1, switched to only after its "
+                   "health, latency and memory probes pass. deployment_status.json describes it.")
+def deployed_model(context: AssetExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
+    settings = pipeline.settings
+    gguf = artifacts.upstream(context, "gguf_model")
+    inputs = {name: artifacts.upstream(context, name).version
+              for name in ("gguf_model", "eval_report", "curated_dataset", "base_model")}
+    test = read_jsonl(artifacts.upstream(context, "curated_dataset").path / "test.jsonl")
+    probe_messages = model_messages(test[0]["messages"][:-1], settings.domain.system_prompt)
+    release = {"version": gguf.version, "model_sha256": gguf.metrics["sha256"],
+               "quantization": gguf.metrics["quantization"], "task_accuracy": gguf.metrics["gguf_task_accuracy"],
+               "inputs": inputs}
+    home = artifacts.home_path
+    status = deploy(gguf.path / "model.gguf", release, settings.stages.deployment, home, probe_messages, context.log.info)
+    agent = packaging.agent_config(ToolSchema.from_file(settings.domain.tools_file).functions, status["endpoint"],
+                                   status["model_name"], status["version"], settings.domain.system_prompt)
+    write_json(home / "agent_config.json", agent)
+    with artifacts.store.write("deployed_model", inputs=inputs) as out:
+        write_json(out.dir / "deployment_status.json", status)
+        write_json(out.dir / "agent_config.json", agent)
+        shutil.copy2(gguf.path / "Modelfile", out.dir / "Modelfile")
+        out.metrics = {"version": status["version"], "endpoint": status["endpoint"], **status["probe"]}
+    context.log.info(f"serving {status['version']} at {status['endpoint']} (pid {status['pid']})")
+    return artifact_result(out, endpoint=status["endpoint"], served_version=status["version"],
+                           model_sha256=status["model_sha256"], previous_version=str(status["previous_version"]),
+                           first_token_ms=status["probe"]["first_token_ms"])

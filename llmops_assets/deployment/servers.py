@@ -1,0 +1,140 @@
+"""The embedded model server: llama-cpp-python's OpenAI-compatible server on 127.0.0.1.
+
+It runs detached (its own session, pid file, log file), so it keeps serving after the Dagster
+run that started it; probes measure what a client sees: health, first-token latency, memory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ServerHandle:
+    pid: int
+    endpoint: str  # the OpenAI-compatible base URL, e.g. http://127.0.0.1:8765/v1
+    log_file: Path
+
+
+def start_llamacpp(model_path: Path, alias: str, host: str, port: int, n_threads: int,
+                   n_ctx: int, run_dir: Path) -> ServerHandle:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port(host)
+    log_file = run_dir / f"server-{port}.log"
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path),
+               "--model_alias", alias, "--host", host, "--port", str(port),
+               "--n_threads", str(n_threads), "--n_threads_batch", str(n_threads), "--n_ctx", str(n_ctx)]
+    with open(log_file, "ab") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)
+    (run_dir / f"server-{port}.pid").write_text(str(process.pid))
+    return ServerHandle(process.pid, f"http://{host}:{port}/v1", log_file)
+
+
+def wait_healthy(endpoint: str, pid: int, timeout_s: float) -> float:
+    """Seconds until `/v1/models` answers (the server has no /health); raise if it never does."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        if not is_alive(pid):
+            raise RuntimeError(f"the model server (pid {pid}) exited before answering on {endpoint}")
+        try:
+            with urllib.request.urlopen(f"{endpoint}/models", timeout=2) as response:
+                if response.status == 200 and json.load(response).get("data"):
+                    return time.monotonic() - started
+        except (urllib.error.URLError, ConnectionError, TimeoutError, json.JSONDecodeError):
+            pass
+        time.sleep(0.25)
+    raise TimeoutError(f"the model server on {endpoint} did not answer within {timeout_s:.0f}s")
+
+
+def first_token_ms(endpoint: str, model: str, messages: list[dict[str, str]]) -> float:
+    """Milliseconds from sending a streamed chat request to the first content token."""
+    body = json.dumps({"model": model, "messages": messages, "stream": True,
+                       "max_tokens": 8, "temperature": 0}).encode()
+    request = urllib.request.Request(f"{endpoint}/chat/completions", data=body,
+                                     headers={"Content-Type": "application/json"})
+    started = time.perf_counter()
+    with urllib.request.urlopen(request, timeout=60) as response:
+        for line in response:
+            if not line.startswith(b"data: ") or line.strip() == b"data: [DONE]":
+                continue
+            delta = json.loads(line[6:])["choices"][0].get("delta", {})
+            if delta.get("content"):
+                return (time.perf_counter() - started) * 1000
+    raise RuntimeError(f"{endpoint} streamed no content token")
+
+
+def chat(endpoint: str, model: str, messages: list[dict[str, str]], max_tokens: int = 64) -> str:
+    body = json.dumps({"model": model, "messages": messages, "max_tokens": max_tokens,
+                       "temperature": 0}).encode()
+    request = urllib.request.Request(f"{endpoint}/chat/completions", data=body,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=120) as response:
+        return json.load(response)["choices"][0]["message"]["content"] or ""
+
+
+def resident_memory_bytes(pid: int) -> int:
+    import psutil
+
+    return psutil.Process(pid).memory_info().rss
+
+
+def is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child of this process counts as gone
+        import psutil
+
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except Exception:
+        return False
+
+
+def stop(pid: int, timeout_s: float = 10) -> None:
+    """SIGTERM the server's process group, SIGKILL it if it lingers."""
+    if not is_alive(pid):
+        return
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not is_alive(pid):
+            _reap(pid)
+            return
+        time.sleep(0.1)
+    os.killpg(pid, signal.SIGKILL)
+    _reap(pid)
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def describe(handle: ServerHandle) -> dict[str, Any]:
+    return {"pid": handle.pid, "endpoint": handle.endpoint, "log_file": str(handle.log_file)}

@@ -1,0 +1,68 @@
+"""Dagster resources: the pipeline settings and the artifact store.
+
+Assets and checks find their inputs through the artifact path recorded in the upstream asset's
+latest materialization, never through a pickled value or a hard-coded path.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+
+from dagster import AssetCheckResult, AssetCheckSeverity, AssetKey, ConfigurableResource, DataVersion, MaterializeResult
+
+from llmops_assets.artifacts import Artifact, ArtifactStore, ArtifactWriter
+from llmops_assets.settings import PipelineSettings, load_settings
+
+
+class PipelineConfig(ConfigurableResource):
+    """The pipeline config file; empty means `$LLMOPS_CONFIG` or the project's pipeline.yaml."""
+
+    config_path: str = ""
+
+    @cached_property
+    def settings(self) -> PipelineSettings:
+        return load_settings(self.config_path or None)
+
+
+class ArtifactStoreResource(ConfigurableResource):
+    """Where artifacts live; empty means `$LLMOPS_HOME` or `.llmops` in the working directory."""
+
+    home: str = ""
+
+    @property
+    def home_path(self) -> Path:
+        return Path(self.home or os.environ.get("LLMOPS_HOME", ".llmops")).resolve()
+
+    @property
+    def store(self) -> ArtifactStore:
+        return ArtifactStore(self.home_path)
+
+    def upstream(self, context, asset: str) -> Artifact:
+        """The artifact of `asset`'s latest materialization."""
+        event = context.instance.get_latest_materialization_event(AssetKey(asset))
+        if event is None or event.asset_materialization is None:
+            raise RuntimeError(f"{asset} has never been materialized; materialize it first")
+        path = event.asset_materialization.metadata.get("path")
+        if path is None:
+            raise RuntimeError(f"{asset}'s latest materialization records no artifact path")
+        return Artifact.load(path.value)
+
+
+def artifact_result(artifact: ArtifactWriter, **metadata) -> MaterializeResult:
+    """The materialization of a published artifact: its path and version, plus `metadata`."""
+    return MaterializeResult(
+        metadata={"path": str(artifact.dir), "version": artifact.version, **metadata},
+        data_version=DataVersion(artifact.version),
+    )
+
+
+def gate_result(name: str, value: float, threshold: float, passed: bool, **metadata) -> AssetCheckResult:
+    """A blocking gate's verdict with value, threshold and verdict in its metadata."""
+    return AssetCheckResult(
+        passed=bool(passed),
+        severity=AssetCheckSeverity.ERROR,
+        metadata={"gate": name, "value": float(value), "threshold": float(threshold),
+                  "verdict": "PASS" if passed else "FAIL", **metadata},
+    )

@@ -1,0 +1,150 @@
+"""The one typed place for pipeline configuration: `pipeline.yaml` (or `$LLMOPS_CONFIG`).
+
+Every gate threshold lives here; checks read it from the loaded settings and report it next to
+the measured value, so the UI says why a gate passed or failed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = PROJECT_ROOT / "pipeline.yaml"
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DomainSettings(_Strict):
+    tools_file: Path = PACKAGE_DIR / "data" / "seed" / "task_api_tools.json"
+    system_prompt: str
+
+
+class SplitSettings(_Strict):
+    train: float = Field(0.8, gt=0, lt=1)
+    validation: float = Field(0.1, gt=0, lt=1)
+    test: float = Field(0.1, gt=0, lt=1)
+    seed: int = 42
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> SplitSettings:
+        if abs(self.train + self.validation + self.test - 1.0) > 1e-6:
+            raise ValueError("split ratios train + validation + test must sum to 1")
+        return self
+
+
+class DataGate(_Strict):
+    min_examples: int = Field(200, ge=1)
+    min_format_valid_ratio: float = Field(1.0, ge=0, le=1)
+    max_duplicate_ratio: float = Field(0.05, ge=0, le=1)
+    max_mean_tokens: float = Field(2048, gt=0)
+
+
+class DataSettings(_Strict):
+    sources: list[Path] = [PACKAGE_DIR / "data" / "seed" / "task_api_examples.jsonl"]
+    split: SplitSettings = SplitSettings()
+    quality_gate: DataGate = DataGate()
+
+
+class LoraSettings(_Strict):
+    r: int = Field(16, ge=1)
+    alpha: int = Field(32, ge=1)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+
+
+class TrainingGate(_Strict):
+    max_final_loss: float = Field(0.5, ge=0)
+    max_validation_rise: float = Field(
+        0.10, ge=0,
+        description="'Not diverging': the last validation loss may exceed the best one by at most this fraction.",
+    )
+    max_minutes: float = Field(120, gt=0)
+
+
+class TrainingSettings(_Strict):
+    base_model: str = Field(
+        "smollm2-135m-instruct",
+        description="An embedded profile (smollm2-135m-instruct, tiny-llama), a local HF folder, or a hub id.",
+    )
+    backend: Literal["auto", "trl", "unsloth"] = "auto"
+    lora: LoraSettings = LoraSettings()
+    epochs: float = Field(2.0, gt=0)
+    max_steps: int = Field(-1, description="Positive: stop after this many optimizer steps (overrides epochs).")
+    learning_rate: float = Field(2e-4, gt=0)
+    batch_size: int = Field(8, ge=1)
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    max_seq_length: int = Field(512, ge=16)
+    eval_steps: int = Field(20, ge=1)
+    bf16_on_cpu: bool = True
+    seed: int = 42
+    quality_gate: TrainingGate = TrainingGate()
+
+
+class EvaluationGate(_Strict):
+    min_task_accuracy: float = Field(0.90, ge=0, le=1)
+
+
+class EvaluationSettings(_Strict):
+    batch_size: int = Field(16, ge=1)
+    max_new_tokens: int = Field(64, ge=1)
+    quality_gate: EvaluationGate = EvaluationGate()
+
+
+class DeploymentGate(_Strict):
+    max_first_token_ms: float = Field(500, gt=0)
+    max_memory_gb: float = Field(8, gt=0)
+    max_fidelity_drop: float = Field(
+        0.05, ge=0, le=1,
+        description="The GGUF's tool-call accuracy may be at most this much below the evaluated model's.",
+    )
+    health_timeout_s: float = Field(60, gt=0)
+
+
+class DeploymentSettings(_Strict):
+    model_name: str = "task-api-assistant"
+    quantization: Literal["Q4_K_M", "Q5_K_M", "Q8_0", "F16"] = "Q4_K_M"
+    server: Literal["auto", "llamacpp"] = "auto"
+    host: str = "127.0.0.1"
+    port: int = Field(0, ge=0, le=65535, description="0: pick a free port.")
+    n_threads: int = Field(1, ge=1)
+    n_ctx: int = Field(2048, ge=128)
+    quality_gate: DeploymentGate = DeploymentGate()
+
+
+class Stages(_Strict):
+    data: DataSettings = DataSettings()
+    training: TrainingSettings = TrainingSettings()
+    evaluation: EvaluationSettings = EvaluationSettings()
+    deployment: DeploymentSettings = DeploymentSettings()
+
+
+class PipelineSettings(_Strict):
+    project: str = "llmops-assets"
+    domain: DomainSettings
+    stages: Stages = Stages()
+
+
+def config_path() -> Path:
+    return Path(os.environ.get("LLMOPS_CONFIG", DEFAULT_CONFIG))
+
+
+def load_settings(path: str | Path | None = None) -> PipelineSettings:
+    """Parse and validate the pipeline config; relative paths resolve against its folder."""
+    path = Path(path) if path else config_path()
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"{path}: cannot read the pipeline config: {exc}") from exc
+    settings = PipelineSettings.model_validate(raw)
+    base = path.resolve().parent
+    settings.domain.tools_file = (base / settings.domain.tools_file).resolve()
+    settings.stages.data.sources = [(base / s).resolve() for s in settings.stages.data.sources]
+    return settings

@@ -1,0 +1,58 @@
+"""Training group: the base model as an HF folder, and the LoRA SFT adapter trained on it."""
+
+
+import torch
+from dagster import AssetExecutionContext, MetadataValue, asset
+
+from llmops_assets.artifacts import read_json, read_jsonl, write_json
+from llmops_assets.plots import loss_curve_png, markdown_image
+from llmops_assets.resources import ArtifactStoreResource, PipelineConfig, artifact_result
+from llmops_assets.training.base_models import build_base_model
+from llmops_assets.training.sft import train_sft
+
+
+@asset(group_name="training", description="The base model as a Hugging Face folder (embedded profile, local folder or hub id).")
+def base_model(context: AssetExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
+    settings = pipeline.settings
+    spec = settings.stages.training.base_model
+    corpus = [m.get("content") or "" for path in settings.stages.data.sources if path.is_file()
+              for row in read_jsonl(path) for m in row.get("messages", [])] + [settings.domain.system_prompt]
+    with artifacts.store.write("base_model", config={"base_model": spec}) as out:
+        context.log.info(f"building base model {spec!r}")
+        out.metrics = build_base_model(spec, out.dir / "model", corpus)
+    return artifact_result(out, **{k: str(v) for k, v in out.metrics.items()})
+
+
+@asset(group_name="training", deps=["base_model", "curated_dataset"],
+       description="LoRA adapter from supervised fine-tuning on the train split (loss on the answer only).")
+def sft_adapter(context: AssetExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
+    settings = pipeline.settings
+    base = artifacts.upstream(context, "base_model")
+    data = artifacts.upstream(context, "curated_dataset")
+    training = settings.stages.training
+    with artifacts.store.write("sft_adapter", inputs={"base_model": base.version, "curated_dataset": data.version},
+                               config=training.model_dump(mode="json")) as out:
+        outcome = train_sft(
+            base.path / "model", read_jsonl(data.path / "train.jsonl"), read_jsonl(data.path / "validation.jsonl"),
+            training, settings.domain.system_prompt, out.dir / "adapter_weights", out.dir.parent / ".work",
+            context.log.info,
+        )
+        _record_base_by_version(out.dir / "adapter_weights" / "adapter_config.json", base.version)
+        metrics = outcome.to_json()
+        write_json(out.dir / "training_metrics.json", metrics)
+        (out.dir / "loss_curves.png").write_bytes(loss_curve_png(outcome.train_losses, outcome.eval_points))
+        out.metrics = {k: v for k, v in metrics.items() if not k.endswith("_history")}
+    return artifact_result(
+        out, **{k: v for k, v in out.metrics.items() if isinstance(v, (int, float, str))},
+        cuda=torch.cuda.is_available(),
+        loss_curves=markdown_image(out.dir / "loss_curves.png"),
+        validation_loss_history=MetadataValue.json(outcome.eval_points),
+    )
+
+
+def _record_base_by_version(adapter_config, base_version: str) -> None:
+    """PEFT writes the base model's absolute path; record the artifact version instead, so the
+    adapter stays valid when the store moves (object store, another machine)."""
+    config = read_json(adapter_config)
+    config["base_model_name_or_path"] = f"base_model@{base_version}"
+    write_json(adapter_config, config)

@@ -1,0 +1,34 @@
+"""Shared fixtures: the tiny test profile and a throwaway pipeline home per test module."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+FIXTURES = Path(__file__).parent / "fixtures"
+TINY_CONFIG = FIXTURES / "pipeline_tiny.yaml"
+
+
+def derived_config(directory: Path, changes: dict, base: Path = TINY_CONFIG) -> Path:
+    """A copy of `base` in `directory` with nested `changes` applied (its paths made absolute)."""
+    config = yaml.safe_load(base.read_text())
+    config["domain"]["tools_file"] = str((base.parent / config["domain"]["tools_file"]).resolve())
+    data = config["stages"]["data"]
+    data["sources"] = [str((base.parent / s).resolve()) for s in data["sources"]]
+    _merge(config, changes)
+    path = directory / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _merge(target: dict, changes: dict) -> None:
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge(target[key], value)
+        else:
+            target[key] = value
+
+
+@pytest.fixture(autouse=True)
+def _no_telemetry(monkeypatch):
+    monkeypatch.setenv("DAGSTER_DISABLE_TELEMETRY", "1")

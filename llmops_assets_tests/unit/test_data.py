@@ -1,0 +1,90 @@
+import json
+
+import pytest
+
+from llmops_assets.artifacts import read_jsonl
+from llmops_assets.data.curate import curate, leaked_examples, split
+from llmops_assets.data.ingest import ingest
+from llmops_assets.data.synth import SEED_FILE, generate_task_api_examples
+from llmops_assets.data.validate import format_problems
+from llmops_assets.settings import load_settings
+from llmops_assets.tools import ToolSchema
+
+RATIOS = {"train": 0.8, "validation": 0.1, "test": 0.1}
+
+
+@pytest.fixture(scope="module")
+def schema():
+    return ToolSchema.from_file(load_settings().domain.tools_file)
+
+
+def call_row(request, name, arguments):
+    return {"messages": [{"role": "user", "content": request},
+                         {"role": "assistant", "content": None,
+                          "tool_calls": [{"function": {"name": name, "arguments": json.dumps(arguments)}}]}]}
+
+
+def test_shipped_seed_file_is_the_generators_output():
+    assert read_jsonl(SEED_FILE) == generate_task_api_examples()
+
+
+def test_ingest_quarantines_unreadable_lines_with_file_and_line(tmp_path):
+    source = tmp_path / "a.jsonl"
+    good = json.dumps(call_row("Add task: x", "add_task", {"title": "x"}))
+    source.write_bytes(f'{good}\n{{"messages": [\n\n"just a string"\n'.encode() + b"\xff\xfe\n" + f"{good}\n".encode())
+    result = ingest([tmp_path])
+    assert len(result.records) == 2
+    reasons = {q["origin"]: q["reason"] for q in result.quarantined}
+    assert set(reasons) == {f"{source}:2", f"{source}:4", f"{source}:5"}
+    assert reasons[f"{source}:2"].startswith("malformed JSON")
+    assert "'messages' list" in reasons[f"{source}:4"]
+    assert reasons[f"{source}:5"].startswith("not UTF-8")
+    assert result.records[0]["origin"] == f"{source}:1"
+    assert result.records[0]["id"] == result.records[1]["id"]  # same content, same id
+
+
+def test_missing_source_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        ingest([tmp_path / "nope.jsonl"])
+
+
+@pytest.mark.parametrize("messages, expected", [
+    ([], "no messages"),
+    ([{"role": "assistant", "content": "hi"}], "expected a user message"),
+    ([{"role": "user", "content": "hi"}], "last message must be the assistant"),
+    ([{"role": "user", "content": ""}, {"role": "assistant", "content": "x"}], "user message has no content"),
+    ([{"role": "robot", "content": "x"}], "role must be one of"),
+    (call_row("x", "add_task", {})["messages"], "missing required argument 'title'"),
+    ([{"role": "user", "content": "x"},
+      {"role": "assistant", "tool_calls": [{"function": {"name": "add_task", "arguments": "{oops"}}]}],
+     "tool call does not parse"),
+])
+def test_format_problems(schema, messages, expected):
+    assert any(expected in p for p in format_problems(messages, schema)), format_problems(messages, schema)
+
+
+def test_curation_accounts_for_every_row(tmp_path, schema):
+    rows = [call_row(f"Add task: item {i}", "add_task", {"title": f"item {i}"}) for i in range(40)]
+    rows += [call_row("add task:   item 4 ", "add_task", {"title": "item 4"})]  # dup after normalizing
+    rows += [call_row("Delete it", "delete_task", {"task_id": "one"})]  # wrong type
+    (tmp_path / "s.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n{broken\n")
+    result = curate(ingest([tmp_path]), schema, RATIOS, seed=1, count_tokens=lambda r: 10)
+    report = result.report
+    assert report["input_rows"] == 43
+    assert report["duplicates_removed"] == 1 and report["quarantined"] == 2
+    assert report["total_examples"] == 40
+    assert report["input_rows"] == report["total_examples"] + report["quarantined"] + report["duplicates_removed"]
+    assert result.duplicates[0]["duplicate_of"].endswith(":5")
+    assert {q["origin"].rsplit(":", 1)[1] for q in result.quarantined} == {"42", "43"}
+
+
+def test_split_is_deterministic_stratified_and_leak_free(schema):
+    records = [{"id": f"{i:04d}", "origin": f"f:{i}", **call_row(f"Delete task {i}", "delete_task", {"task_id": i})}
+               for i in range(100)]
+    records += [{"id": f"L{i}", "origin": f"g:{i}", **call_row(f"List {i}", "list_tasks", {})} for i in range(20)]
+    first, second = split(records, RATIOS, seed=3), split(list(reversed(records)), RATIOS, seed=3)
+    assert {k: [r["id"] for r in v] for k, v in first.items()} == {k: [r["id"] for r in v] for k, v in second.items()}
+    assert len(first["test"]) == 12 and sum(r["id"].startswith("L") for r in first["test"]) == 2
+    assert leaked_examples(first) == []
+    first["test"].append(first["train"][0])
+    assert len(leaked_examples(first)) == 1
