@@ -78,6 +78,7 @@ def _build_tiny_llama(out_dir: Path, corpus: list[str]) -> None:
         sentence_iterator=iter(corpus), model_writer=model_bytes, vocab_size=512, model_type="bpe",
         user_defined_symbols=["<|im_start|>", "<|im_end|>", "{", "}", '"', ":"], byte_fallback=True,
         character_coverage=1.0, unk_id=0, bos_id=1, eos_id=2, pad_id=-1, minloglevel=2, num_threads=1,
+        hard_vocab_limit=False,  # a small corpus gets a smaller vocabulary instead of an error
     )
     (out_dir / "tokenizer.model").write_bytes(model_bytes.getvalue())
     (out_dir / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "LlamaTokenizer"}))
