@@ -6,7 +6,13 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
+
+from llmops_assets.artifacts import write_json
+from llmops_assets.deployment import release, servers, targets
+from llmops_assets.resources import ArtifactStoreResource
+from llmops_assets.settings import load_settings
 
 DAGSTER_YAML = "telemetry:\n  enabled: false\n"
 
@@ -17,6 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="materialize the whole graph, print every gate and the endpoint")
     run.add_argument("--job", default="full_pipeline")
+    rollback = commands.add_parser("rollback", help="serve an earlier release again (no retraining)")
+    rollback.add_argument("--to", default="previous", help="a release version (default: the previous one)")
     serve = commands.add_parser("serve", help="the embedded model server")
     serve.add_argument("action", choices=["status", "stop"])
     args = parser.parse_args(argv)
@@ -24,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["LLMOPS_CONFIG"] = str(Path(args.config).resolve())
     if args.command == "run":
         return run_pipeline(args.job)
+    if args.command == "rollback":
+        return run_pipeline("rollback", {"ops": {"deployed_model": {"config": {"rollback_to": args.to}}}})
     return serve_command(args.action)
 
 
@@ -38,12 +48,16 @@ def dagster_instance():
     return DagsterInstance.get()
 
 
-def run_pipeline(job_name: str) -> int:
+def run_pipeline(job_name: str, run_config: dict | None = None) -> int:
+    """Execute a job as a recorded run in the project's instance; print steps, gates, what is served."""
     from llmops_assets.definitions import defs
 
     instance = dagster_instance()
-    result = defs.resolve_job_def(job_name).execute_in_process(instance=instance, raise_on_error=False)
-    print(f"\nrun {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'}")
+    started = time.monotonic()
+    result = defs.resolve_job_def(job_name).execute_in_process(
+        run_config=run_config, instance=instance, raise_on_error=False)
+    print(f"\n{job_name} run {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'} "
+          f"in {time.monotonic() - started:.1f}s")
     print(format_step_times(instance, result.run_id))
     gates = gate_rows(result.get_asset_check_evaluations())
     print(format_gates(gates))
@@ -82,30 +96,25 @@ def format_step_times(instance, run_id: str) -> str:
 
 
 def served_summary() -> str:
-    from llmops_assets.deployment import release, servers
-    from llmops_assets.resources import ArtifactStoreResource
-
-    status = release.read_status(ArtifactStoreResource().home_path)
+    home = ArtifactStoreResource().home_path
+    status = release.read_status(home)
     if status is None:
         return "\nnothing is served yet"
-    alive = status.get("status") == "serving" and servers.is_alive(status["pid"])
-    return (f"\nserved: {status['model_name']} version {status['version']} at {status['endpoint']} "
-            f"(pid {status['pid']}, {'running' if alive else 'NOT running'})\nmodel: {status['model_path']}")
+    target = targets.target_of(status, load_settings().stages.deployment, home)
+    alive = status.get("status") == "serving" and target.serving(status)
+    return (f"\nserved: {status['model']} version {status['version']} on {status['server']} at {status['endpoint']} "
+            f"({'answering' if alive else 'NOT answering'})\nmodel: {status['model_path']}")
 
 
 def serve_command(action: str) -> int:
-    from llmops_assets.artifacts import write_json
-    from llmops_assets.deployment import release, servers
-    from llmops_assets.resources import ArtifactStoreResource
-
     home = ArtifactStoreResource().home_path
     status = release.read_status(home)
     if action == "status":
         print(json.dumps(status, indent=2) if status else "nothing is served")
         print(served_summary())
-        return 0 if status and servers.is_alive(status["pid"]) else 1
-    if status is None:
-        print("nothing is served")
+        return 0 if status and status["status"] == "serving" else 1
+    if status is None or status["server"] != "llamacpp":
+        print("nothing is served by the embedded server" + (f"; {status['model']} is on Ollama" if status else ""))
         return 0
     servers.stop(status["pid"])
     write_json(release.status_path(home), status | {"status": "stopped"})

@@ -22,13 +22,19 @@ full_pipeline = define_asset_job(
     description="Data -> training -> evaluation -> deployment, every gate blocking what follows.",
 )
 
+rollback = define_asset_job(
+    "rollback", selection=AssetSelection.assets("deployed_model"),
+    config={"ops": {"deployed_model": {"config": {"rollback_to": "previous"}}}},
+    description="Serve an earlier release again from the artifact store (default: the previous one); no retraining.",
+)
+
 
 def build_definitions(pipeline: PipelineConfig | None = None, artifacts: ArtifactStoreResource | None = None) -> Definitions:
     """The Definitions with the given resources (tests pass a test config and a temp store)."""
     return Definitions(
         assets=ASSETS,
         asset_checks=CHECKS,
-        jobs=[full_pipeline],
+        jobs=[full_pipeline, rollback],
         resources={"pipeline": pipeline or PipelineConfig(), "artifacts": artifacts or ArtifactStoreResource()},
         # Steps share one process: the multiprocess executor costs seconds per step and models
         # are passed through the artifact store anyway. On Kubernetes use k8s_job_executor.

@@ -5,13 +5,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from dagster import AssetExecutionContext, MetadataValue, asset
+from dagster import AssetExecutionContext, Config, MetadataValue, asset
+from pydantic import Field
 
-from llmops_assets.artifacts import file_sha256, read_jsonl, write_json
+from llmops_assets.artifacts import file_sha256, read_json, read_jsonl, write_json
 from llmops_assets.chat import model_messages
-from llmops_assets.deployment import export, packaging
+from llmops_assets.deployment import export, packaging, release
 from llmops_assets.deployment.fidelity import replay
-from llmops_assets.deployment.release import deploy
 from llmops_assets.modeling import load_merged
 from llmops_assets.resources import ArtifactStoreResource, PipelineConfig, artifact_result
 from llmops_assets.tools import ToolSchema
@@ -50,7 +50,9 @@ def gguf_model(context: AssetExecutionContext, pipeline: PipelineConfig, artifac
             size_mb = f16.stat().st_size / 1e6
             context.log.info(f"converted to f16 GGUF ({size_mb:.0f} MB), quantizing to {deployment.quantization}")
             export.quantize(f16, out.dir / "model.gguf", deployment.quantization)
-        (out.dir / "Modelfile").write_text(packaging.modelfile("model.gguf", markers, settings.domain.system_prompt))
+        spec = packaging.ollama_spec(markers, settings.domain.system_prompt)
+        write_json(out.dir / "ollama.json", spec)
+        (out.dir / "Modelfile").write_text(packaging.modelfile("model.gguf", spec))
         fidelity = replay(out.dir / "model.gguf", read_jsonl(evaluated.path / "predictions.jsonl"),
                           ToolSchema.from_file(settings.domain.tools_file), markers["stop"],
                           settings.stages.evaluation.max_new_tokens, deployment.n_threads, context.log.info)
@@ -65,30 +67,57 @@ def gguf_model(context: AssetExecutionContext, pipeline: PipelineConfig, artifac
                            disagreements=MetadataValue.json(fidelity["disagreements"][:10]))
 
 
+class DeployConfig(Config):
+    rollback_to: str = Field(
+        "", description="Empty: serve the latest gguf_model. 'previous' or a version: serve that earlier "
+                        "release again from the artifact store, without retraining.")
+
+
 @asset(group_name="deployment", deps=["gguf_model", "eval_report", "curated_dataset", "base_model"],
        description="The release being served: a llama.cpp server on 127.0.0.1, switched to only after its "
                    "health, latency and memory probes pass. deployment_status.json describes it.")
-def deployed_model(context: AssetExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
+def deployed_model(context: AssetExecutionContext, config: DeployConfig, pipeline: PipelineConfig,
+                   artifacts: ArtifactStoreResource):
     settings = pipeline.settings
-    gguf = artifacts.upstream(context, "gguf_model")
-    inputs = {name: artifacts.upstream(context, name).version
-              for name in ("gguf_model", "eval_report", "curated_dataset", "base_model")}
-    test = read_jsonl(artifacts.upstream(context, "curated_dataset").path / "test.jsonl")
-    probe_messages = model_messages(test[0]["messages"][:-1], settings.domain.system_prompt)
-    release = {"version": gguf.version, "model_sha256": gguf.metrics["sha256"],
-               "quantization": gguf.metrics["quantization"], "task_accuracy": gguf.metrics["gguf_task_accuracy"],
-               "inputs": inputs}
     home = artifacts.home_path
-    status = deploy(gguf.path / "model.gguf", release, settings.stages.deployment, home, probe_messages, context.log.info)
+    if config.rollback_to:
+        gguf_path, candidate, probe_messages = _rollback_release(home, config.rollback_to)
+        context.log.info(f"rolling back from {candidate['rolled_back_from']} to {candidate['version']}")
+    else:
+        gguf = artifacts.upstream(context, "gguf_model")
+        inputs = {name: artifacts.upstream(context, name).version
+                  for name in ("gguf_model", "eval_report", "curated_dataset", "base_model")}
+        test = read_jsonl(artifacts.upstream(context, "curated_dataset").path / "test.jsonl")
+        probe_messages = model_messages(test[0]["messages"][:-1], settings.domain.system_prompt)
+        gguf_path = gguf.path / "model.gguf"
+        candidate = {"version": gguf.version, "model_sha256": gguf.metrics["sha256"],
+                     "quantization": gguf.metrics["quantization"], "task_accuracy": gguf.metrics["gguf_task_accuracy"],
+                     "inputs": inputs, "rolled_back_from": None}
+    ollama_spec = read_json(gguf_path.parent / "ollama.json")
+    status = release.deploy(gguf_path, ollama_spec, candidate, settings.stages.deployment, home, probe_messages, context.log.info)
     agent = packaging.agent_config(ToolSchema.from_file(settings.domain.tools_file).functions, status["endpoint"],
-                                   status["model_name"], status["version"], settings.domain.system_prompt)
+                                   status["model"], status["version"], settings.domain.system_prompt)
     write_json(home / "agent_config.json", agent)
-    with artifacts.store.write("deployed_model", inputs=inputs) as out:
+    with artifacts.store.write("deployed_model", inputs=status["inputs"]) as out:
         write_json(out.dir / "deployment_status.json", status)
         write_json(out.dir / "agent_config.json", agent)
-        shutil.copy2(gguf.path / "Modelfile", out.dir / "Modelfile")
+        shutil.copy2(gguf_path.parent / "Modelfile", out.dir / "Modelfile")
         out.metrics = {"version": status["version"], "endpoint": status["endpoint"], **status["probe"]}
-    context.log.info(f"serving {status['version']} at {status['endpoint']} (pid {status['pid']})")
+    context.log.info(f"serving {status['version']} as {status['model']} on {status['server']} at {status['endpoint']}")
     return artifact_result(out, endpoint=status["endpoint"], served_version=status["version"],
                            model_sha256=status["model_sha256"], previous_version=str(status["previous_version"]),
+                           rolled_back_from=str(status["rolled_back_from"]), server=status["server"],
+                           release_inputs=MetadataValue.json(status["inputs"]),
                            first_token_ms=status["probe"]["first_token_ms"])
+
+
+def _rollback_release(home: Path, version: str) -> tuple[Path, dict, list[dict]]:
+    """An earlier release, its GGUF verified byte for byte against the recorded sha256."""
+    target = release.rollback_target(home, version)
+    current = release.read_status(home)
+    gguf_path = Path(target["model_path"])
+    if not gguf_path.exists() or file_sha256(gguf_path) != target["model_sha256"]:
+        raise RuntimeError(f"{gguf_path}: missing or changed since release {target['version']}; cannot roll back to it")
+    candidate = {k: target[k] for k in ("version", "model_sha256", "quantization", "task_accuracy", "inputs")}
+    candidate["rolled_back_from"] = current.get("version") if current else None
+    return gguf_path, candidate, target["probe_request"]

@@ -4,7 +4,7 @@
 from dagster import AssetCheckExecutionContext, MetadataValue, asset_check
 
 from llmops_assets.artifacts import read_json
-from llmops_assets.deployment import release, servers
+from llmops_assets.deployment import release, targets
 from llmops_assets.resources import ArtifactStoreResource, PipelineConfig, gate_result
 
 
@@ -24,12 +24,13 @@ def gguf_fidelity(context: AssetCheckExecutionContext, pipeline: PipelineConfig,
              description="The served model answers now: health, first-token latency and resident memory, probed live.")
 def serving_health(context: AssetCheckExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
     deployment = pipeline.settings.stages.deployment
-    status = release.read_status(artifacts.home_path)
-    if status is None or not servers.is_alive(status["pid"]):
-        return gate_result("health", float("inf"), deployment.quality_gate.health_timeout_s, False,
-                           reason="nothing is being served" if status is None else f"server pid {status['pid']} is not running")
-    probe = release.probe(status["endpoint"], status["pid"], status["model_name"], status["probe_request"],
-                          deployment.quality_gate.health_timeout_s)
+    home = artifacts.home_path
+    status = release.read_status(home)
+    target = targets.target_of(status, deployment, home) if status else None
+    if target is None or not target.serving(status):
+        reason = "nothing is being served" if status is None else f"{status['model']} on {status['server']} is not serving"
+        return gate_result("health", float("inf"), deployment.quality_gate.health_timeout_s, False, reason=reason)
+    probe = target.probe(targets.Candidate.of(status), status["probe_request"])
     verdicts = release.verdicts(probe, deployment.quality_gate)
     failed = [v.gate for v in verdicts if not v.passed]
     latency = next(v for v in verdicts if v.gate == "first_token_ms")

@@ -27,7 +27,7 @@ def chat_markers(tokenizer: Any) -> dict[str, str]:
         raise ValueError("the chat template does not close every turn the same way; write the Modelfile by hand")
     strip = len(between_system_user) - len(between_system_user[len(end):].lstrip("\n"))
     return {
-        "system_prefix": system_prefix,
+        "system_prefix": system_prefix.removeprefix(tokenizer.bos_token or ""),  # the runtime adds BOS itself
         "user_prefix": between_system_user[strip:],
         "assistant_prefix": between_user_assistant[strip:],
         "turn_end": turn_end,
@@ -35,25 +35,28 @@ def chat_markers(tokenizer: Any) -> dict[str, str]:
     }
 
 
-def modelfile(gguf_name: str, markers: dict[str, str], system_prompt: str) -> str:
-    """An Ollama Modelfile whose Go TEMPLATE reproduces the HF chat template."""
+def ollama_spec(markers: dict[str, str], system_prompt: str) -> dict[str, Any]:
+    """Template, system prompt and parameters for Ollama: the Go TEMPLATE reproduces the HF chat
+    template, and generation stops at the model's turn end."""
     def go(text: str) -> str:
         return text.replace("{{", "{{ '{{' }}")
 
+    # No `{{-` trim markers: they would also eat the newlines that belong to the turn markers.
+    system, user, assistant, end = (go(markers[k]) for k in ("system_prefix", "user_prefix", "assistant_prefix", "turn_end"))
     template = (
-        f'{{{{- if .System }}}}{go(markers["system_prefix"])}{{{{ .System }}}}{go(markers["turn_end"])}{{{{ end }}}}'
-        f'{{{{- range .Messages }}}}{{{{- if eq .Role "user" }}}}{go(markers["user_prefix"])}{{{{ .Content }}}}'
-        f'{go(markers["turn_end"])}{{{{- else if eq .Role "assistant" }}}}{go(markers["assistant_prefix"])}'
-        f'{{{{ .Content }}}}{go(markers["turn_end"])}{{{{- end }}}}{{{{- end }}}}{go(markers["assistant_prefix"])}'
+        f"{{{{ if .System }}}}{system}{{{{ .System }}}}{end}{{{{ end }}}}"
+        f'{{{{ range .Messages }}}}{{{{ if eq .Role "user" }}}}{user}{{{{ .Content }}}}{end}'
+        f'{{{{ else if eq .Role "assistant" }}}}{assistant}{{{{ .Content }}}}{end}{{{{ end }}}}{{{{ end }}}}{assistant}'
     )
-    return "\n".join([
-        f"FROM ./{gguf_name}",
-        f'TEMPLATE """{template}"""',
-        f'SYSTEM """{system_prompt}"""',
-        f"PARAMETER stop {json.dumps(markers['stop'])}",
-        "PARAMETER temperature 0",
-        "",
-    ])
+    return {"template": template, "system": system_prompt, "parameters": {"stop": [markers["stop"]], "temperature": 0}}
+
+
+def modelfile(gguf_name: str, spec: dict[str, Any]) -> str:
+    """The same spec as an Ollama Modelfile, for `ollama create -f Modelfile` by hand."""
+    lines = [f"FROM ./{gguf_name}", f'TEMPLATE """{spec["template"]}"""', f'SYSTEM """{spec["system"]}"""']
+    for name, value in spec["parameters"].items():
+        lines += [f"PARAMETER {name} {json.dumps(v)}" for v in (value if isinstance(value, list) else [value])]
+    return "\n".join(lines) + "\n"
 
 
 def agent_config(tools: list[dict[str, Any]], endpoint: str, model: str, version: str,

@@ -17,7 +17,6 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 
 @dataclass(frozen=True)
@@ -135,6 +134,3 @@ def free_port(host: str) -> int:
         s.bind((host, 0))
         return s.getsockname()[1]
 
-
-def describe(handle: ServerHandle) -> dict[str, Any]:
-    return {"pid": handle.pid, "endpoint": handle.endpoint, "log_file": str(handle.log_file)}

@@ -3,6 +3,7 @@ a real llama.cpp server on 127.0.0.1; then a failing gate that must leave that s
 
 import json
 import urllib.request
+from pathlib import Path
 
 import pytest
 from dagster import AssetKey, DagsterInstance
@@ -10,15 +11,21 @@ from dagster import AssetKey, DagsterInstance
 from llmops_assets.artifacts import file_sha256
 from llmops_assets.definitions import ASSETS, build_definitions
 from llmops_assets.deployment import release, servers
+from llmops_assets.deployment.targets import ollama_answers, ollama_host
 from llmops_assets.resources import ArtifactStoreResource, PipelineConfig
 from llmops_assets_tests.conftest import TINY_CONFIG, derived_config
+from llmops_assets_tests.ollama_double import OllamaDouble
 
 DOWNSTREAM_OF_TRAINING = {"eval_report", "merged_model", "gguf_model", "deployed_model"}
 
 
-def run_pipeline(instance, config, home):
+def run_pipeline(instance, config, home, job="full_pipeline", run_config=None):
     defs = build_definitions(PipelineConfig(config_path=str(config)), ArtifactStoreResource(home=str(home)))
-    return defs.resolve_job_def("full_pipeline").execute_in_process(instance=instance, raise_on_error=False)
+    return defs.resolve_job_def(job).execute_in_process(run_config=run_config, instance=instance, raise_on_error=False)
+
+
+def rollback_to(version):
+    return {"ops": {"deployed_model": {"config": {"rollback_to": version}}}}
 
 
 def materialized(result) -> set[str]:
@@ -31,9 +38,9 @@ def pipeline(tmp_path_factory):
     instance = DagsterInstance.ephemeral()
     result = run_pipeline(instance, TINY_CONFIG, home)
     yield instance, home, result
-    status = release.read_status(home)
-    if status:
-        servers.stop(status["pid"])
+    for record in release.history(home):
+        if record.get("pid"):
+            servers.stop(record["pid"])
 
 
 def test_every_asset_materializes_and_every_gate_passes(pipeline):
@@ -80,20 +87,98 @@ def test_the_produced_gguf_loads_in_llama_cpp_and_completes(pipeline):
     assert llm.metadata["general.architecture"] == "llama"
 
 
-def test_a_failed_training_gate_blocks_everything_downstream_and_keeps_what_is_served(pipeline, tmp_path):
+@pytest.mark.parametrize("gate, change, blocked", [
+    ("final_loss", {"training": {"quality_gate": {"max_final_loss": 0.0}}}, DOWNSTREAM_OF_TRAINING),
+    ("task_accuracy", {"evaluation": {"quality_gate": {"min_task_accuracy": 1.0}}},
+     {"merged_model", "gguf_model", "deployed_model"}),
+])
+def test_a_failed_gate_blocks_everything_downstream_and_keeps_what_is_served(pipeline, tmp_path, gate, change, blocked):
     instance, home, _ = pipeline
     before = release.read_status(home)
     served_sha = file_sha256(before["model_path"])
-    impossible = derived_config(tmp_path, {"stages": {"training": {"quality_gate": {"max_final_loss": 0.0}}}})
 
-    result = run_pipeline(instance, impossible, home)
+    result = run_pipeline(instance, derived_config(tmp_path, {"stages": change}), home)
 
     assert not result.success
-    failed = [e.check_name for e in result.get_asset_check_evaluations() if not e.passed]
-    assert failed == ["final_loss"]
-    assert "sft_adapter" in materialized(result)
-    assert not DOWNSTREAM_OF_TRAINING & materialized(result)
+    assert [e.check_name for e in result.get_asset_check_evaluations() if not e.passed] == [gate]
+    assert not blocked & materialized(result)
+    assert {"raw_examples", "curated_dataset", "sft_adapter"} <= materialized(result)
     after = release.read_status(home)
     assert after == before
     assert file_sha256(after["model_path"]) == served_sha
     assert servers.is_alive(after["pid"])
+
+
+def test_rollback_serves_the_previous_release_again_without_retraining(pipeline, tmp_path):
+    instance, home, _ = pipeline
+    first = release.read_status(home)
+    retrained = derived_config(tmp_path, {"stages": {"training": {"max_steps": 8}}})
+    assert run_pipeline(instance, retrained, home).success
+    second = release.read_status(home)
+    assert second["version"] != first["version"] and second["previous_version"] == first["version"]
+    assert not servers.is_alive(first["pid"])
+
+    result = run_pipeline(instance, TINY_CONFIG, home, job="rollback", run_config=rollback_to("previous"))
+
+    assert result.success
+    assert materialized(result) == {"deployed_model"}
+    event = instance.get_latest_materialization_event(AssetKey("deployed_model")).asset_materialization
+    assert event.metadata["rolled_back_from"].value == second["version"]
+    restored = release.read_status(home)
+    assert restored["version"] == first["version"] and restored["model_path"] == first["model_path"]
+    assert file_sha256(restored["model_path"]) == first["model_sha256"]
+    assert servers.is_alive(restored["pid"]) and not servers.is_alive(second["pid"])
+    assert servers.chat(restored["endpoint"], restored["model_name"], [{"role": "user", "content": "hi"}], 4) is not None
+
+
+def test_rollback_to_a_version_never_served_is_refused(pipeline):
+    instance, home, _ = pipeline
+    before = release.read_status(home)
+    result = run_pipeline(instance, TINY_CONFIG, home, job="rollback", run_config=rollback_to("0123456789abcdef"))
+    assert not result.success
+    assert release.read_status(home) == before
+
+
+def test_a_candidate_failing_its_probes_is_stopped_and_the_served_release_stays(pipeline, tmp_path):
+    instance, home, _ = pipeline
+    before = release.read_status(home)
+    target = release.history(home)[0]["version"]
+    strict = derived_config(tmp_path, {"stages": {"deployment": {"quality_gate": {"max_first_token_ms": 0.001}}}})
+
+    result = run_pipeline(instance, strict, home, job="rollback", run_config=rollback_to(target))
+
+    assert not result.success
+    assert release.read_status(home) == before and servers.is_alive(before["pid"])
+    rejected = release.history(home)[-1]
+    assert rejected["status"] == "rejected" and "first_token_ms" in rejected["reason"]
+
+
+def test_auto_deploys_to_ollama_when_it_answers_through_the_official_client(pipeline, tmp_path, monkeypatch):
+    """Runs against the Ollama HTTP test double (Ollama cannot be installed here); the live test
+    below does the same against a real server when OLLAMA_HOST answers."""
+    instance, home, _ = pipeline
+    before = release.read_status(home)
+    with OllamaDouble() as double:
+        monkeypatch.setenv("OLLAMA_HOST", double.host)
+        result = run_pipeline(instance, TINY_CONFIG, home, job="rollback", run_config=rollback_to(before["version"]))
+        assert result.success, [(e.check_name, e.metadata) for e in result.get_asset_check_evaluations()]
+        status = release.read_status(home)
+        assert status["server"] == "ollama" and status["endpoint"] == double.host
+        assert status["model"] == f"tiny-task-api:v{status['release_number']}"
+        assert set(double.models) == {status["model"], "tiny-task-api:latest"}
+        served = double.models["tiny-task-api:latest"]
+        assert served["blob"] == "sha256:" + file_sha256(before["model_path"])
+        spec = json.loads((Path(before["model_path"]).parent / "ollama.json").read_text())
+        assert served["template"] == spec["template"] and served["parameters"]["stop"] == ["<|im_end|>"]
+        assert ("POST", "/api/chat") in double.requests and ("GET", "/api/ps") in double.requests
+        assert not servers.is_alive(before["pid"])  # the llama.cpp release it replaced was retired
+
+
+@pytest.mark.skipif(not ollama_answers(ollama_host()), reason=f"no Ollama server answers at {ollama_host()}")
+def test_live_ollama_serves_the_release(pipeline, monkeypatch):
+    instance, home, _ = pipeline
+    version = release.history(home)[0]["version"]
+    result = run_pipeline(instance, TINY_CONFIG, home, job="rollback", run_config=rollback_to(version))
+    assert result.success
+    status = release.read_status(home)
+    assert status["server"] == "ollama" and status["version"] == version

@@ -1,7 +1,7 @@
 import pytest
 
 from llmops_assets.chat import model_messages, prompt_and_completion
-from llmops_assets.deployment.packaging import chat_markers, modelfile
+from llmops_assets.deployment.packaging import chat_markers, modelfile, ollama_spec
 from llmops_assets.training.base_models import build_base_model
 from llmops_assets.training.sft import select_backend, validation_rise
 
@@ -30,7 +30,7 @@ def test_modelfile_template_reproduces_the_chat_template(tiny_tokenizer):
     markers = chat_markers(tiny_tokenizer)
     assert markers == {"system_prefix": "<|im_start|>system\n", "user_prefix": "<|im_start|>user\n",
                        "assistant_prefix": "<|im_start|>assistant\n", "turn_end": "<|im_end|>\n", "stop": "<|im_end|>"}
-    text = modelfile("model.gguf", markers, "SYS")
+    text = modelfile("model.gguf", ollama_spec(markers, "SYS"))
     assert text.startswith("FROM ./model.gguf\n")
     assert 'PARAMETER stop "<|im_end|>"' in text and 'SYSTEM """SYS"""' in text
 
