@@ -61,7 +61,7 @@ def run_pipeline(job_name: str, run_config: dict | None = None) -> int:
     print(format_step_times(instance, result.run_id))
     gates = gate_rows(result.get_asset_check_evaluations())
     print(format_gates(gates))
-    failed = [g for g in gates if g["verdict"] != "PASS"]
+    failed = [g for g in gates if g["verdict"] == "FAIL"]  # WARN gates report without blocking
     print(served_summary())
     return 0 if result.success and not failed else 1
 
@@ -75,7 +75,7 @@ def gate_rows(evaluations) -> list[dict[str, str]]:
             "check": evaluation.check_name,
             "value": _fmt(metadata.get("value")),
             "threshold": _fmt(metadata.get("threshold")),
-            "verdict": "PASS" if evaluation.passed else "FAIL",
+            "verdict": metadata.get("verdict") or ("PASS" if evaluation.passed else "FAIL"),
         })
     return rows
 

@@ -1,4 +1,4 @@
-"""Loading a base model with its LoRA adapter folded in, shared by evaluation and the merge."""
+"""Loading the base model, alone or with its LoRA adapter folded in (evaluation, judge, merge)."""
 
 from __future__ import annotations
 
@@ -6,14 +6,22 @@ from pathlib import Path
 from typing import Any
 
 
-def load_merged(base_dir: Path, adapter_dir: Path) -> tuple[Any, Any]:
-    """(model, tokenizer): the base weights with the adapter merged, in float32 on CPU."""
+def load_base(base_dir: Path) -> tuple[Any, Any]:
+    """(model, tokenizer) in float32 on CPU, in eval mode."""
     import torch
-    from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
-    base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    model.eval()
+    return model, tokenizer
+
+
+def load_merged(base_dir: Path, adapter_dir: Path) -> tuple[Any, Any]:
+    """(model, tokenizer): the base weights with the adapter merged in."""
+    from peft import PeftModel
+
+    base, tokenizer = load_base(base_dir)
     model = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
     model.eval()
     return model, tokenizer

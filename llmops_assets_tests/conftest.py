@@ -13,8 +13,10 @@ def derived_config(directory: Path, changes: dict, base: Path = TINY_CONFIG) -> 
     """A copy of `base` in `directory` with nested `changes` applied (its paths made absolute)."""
     config = yaml.safe_load(base.read_text())
     config["domain"]["tools_file"] = str((base.parent / config["domain"]["tools_file"]).resolve())
-    data = config["stages"]["data"]
-    data["sources"] = [str((base.parent / s).resolve()) for s in data["sources"]]
+    stages = config["stages"]
+    stages["data"]["sources"] = [str((base.parent / s).resolve()) for s in stages["data"]["sources"]]
+    if "safety_suite" in stages.get("evaluation", {}):
+        stages["evaluation"]["safety_suite"] = str((base.parent / stages["evaluation"]["safety_suite"]).resolve())
     _merge(config, changes)
     path = directory / "pipeline.yaml"
     path.write_text(yaml.safe_dump(config))

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from llmops_assets.chat import parse_tool_call
+from llmops_assets.evaluation.generate import generate_with_llamacpp
 from llmops_assets.evaluation.metrics import score
 from llmops_assets.tools import ToolSchema
 
@@ -16,19 +16,8 @@ def replay(gguf_path: Path, predictions: list[dict[str, Any]], schema: ToolSchem
            max_tokens: int, n_threads: int, progress: Callable[[str], None]) -> dict[str, Any]:
     """Accuracy of the GGUF on the evaluated prompts, and how often its greedy answer equals the
     evaluated model's answer token for token."""
-    from llama_cpp import Llama
-
-    llm = Llama(str(gguf_path), n_ctx=2048, n_threads=n_threads, n_threads_batch=n_threads, verbose=False)
-    answers: list[str] = []
-    started = time.monotonic()
-    for index, prediction in enumerate(predictions, start=1):
-        tokens = llm.tokenize(prediction["prompt"].encode("utf-8"), add_bos=False, special=True)
-        output = llm.create_completion(tokens, max_tokens=max_tokens, temperature=0.0, stop=[stop])
-        answers.append(output["choices"][0]["text"])
-        if index % 25 == 0 or index == len(predictions):
-            elapsed = time.monotonic() - started
-            progress(f"replayed {index}/{len(predictions)} prompts through llama.cpp, "
-                     f"ETA {(len(predictions) - index) * elapsed / index:.0f}s")
+    answers = generate_with_llamacpp(gguf_path, [p["prompt"] for p in predictions], stop, max_tokens, n_threads,
+                                     progress)
     expected = [parse_tool_call(p["expected"]) if p["expected"] else None for p in predictions]
     result = score(expected, answers, schema, ids=[p["id"] for p in predictions])
     agreement = sum(a.strip() == p["answer"].strip() for a, p in zip(answers, predictions, strict=True))

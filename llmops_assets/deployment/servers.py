@@ -33,7 +33,8 @@ def start_llamacpp(model_path: Path, alias: str, host: str, port: int, n_threads
     log_file = run_dir / f"server-{port}.log"
     command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path),
                "--model_alias", alias, "--host", host, "--port", str(port),
-               "--n_threads", str(n_threads), "--n_threads_batch", str(n_threads), "--n_ctx", str(n_ctx)]
+               "--n_threads", str(n_threads), "--n_threads_batch", str(n_threads), "--n_ctx", str(n_ctx),
+               "--logits_all", "False"]  # the server defaults to logits for every prompt token
     with open(log_file, "ab") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True)

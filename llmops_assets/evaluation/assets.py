@@ -1,44 +1,55 @@
-"""Evaluation group: the fine-tuned model's tool-call accuracy on the held-out test split."""
-
+"""Evaluation group: the candidate against the test split, the safety suite, the champion and a judge."""
 
 from dagster import AssetExecutionContext, MetadataValue, asset
 
 from llmops_assets.artifacts import read_jsonl, write_json, write_jsonl
-from llmops_assets.chat import model_messages, render_prompt
-from llmops_assets.evaluation.generate import generate_answers
-from llmops_assets.evaluation.metrics import expected_call, score
-from llmops_assets.modeling import load_merged
+from llmops_assets.deployment.release import read_status
+from llmops_assets.evaluation.gates import decision, evaluation_verdicts
+from llmops_assets.evaluation.run import evaluate
+from llmops_assets.evaluation.safety import load_suite
+from llmops_assets.plots import confusion_png, markdown_image
 from llmops_assets.resources import ArtifactStoreResource, PipelineConfig, artifact_result
 from llmops_assets.tools import ToolSchema
 
 
 @asset(group_name="evaluation", deps=["base_model", "sft_adapter", "curated_dataset"],
-       description="Exact-match accuracy of the parsed tool call on the test split, per tool, with failures.")
+       description="Tool-call accuracy on the test split, safety suite, regression against the deployed "
+                   "champion (paired bootstrap) and an LLM judge with its measured agreement.")
 def eval_report(context: AssetExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
     settings = pipeline.settings
+    evaluation = settings.stages.evaluation
     base = artifacts.upstream(context, "base_model")
     adapter = artifacts.upstream(context, "sft_adapter")
     data = artifacts.upstream(context, "curated_dataset")
-    test = read_jsonl(data.path / "test.jsonl")
-    model, tokenizer = load_merged(base.path / "model", adapter.path / "adapter_weights")
-    prompts = [render_prompt(tokenizer, model_messages(r["messages"][:-1], settings.domain.system_prompt)) for r in test]
-    evaluation = settings.stages.evaluation
-    answers = generate_answers(model, tokenizer, prompts, evaluation.batch_size, evaluation.max_new_tokens, context.log.info)
-    result = score([expected_call(r["messages"]) for r in test], answers,
-                   ToolSchema.from_file(settings.domain.tools_file), ids=[r["id"] for r in test])
-    for prediction, prompt in zip(result["predictions"], prompts, strict=True):
-        prediction["prompt"] = prompt
-    failures = [p for p in result["predictions"] if not p["correct"]]
-    report = {k: v for k, v in result.items() if k != "predictions"} | {"failures": failures}
-    with artifacts.store.write("eval_report", inputs={"base_model": base.version, "sft_adapter": adapter.version,
-                                                       "curated_dataset": data.version},
-                               config=evaluation.model_dump(mode="json")) as out:
+    champion = read_status(artifacts.home_path)
+    champion = champion if champion and champion.get("status") == "serving" else None
+    result = evaluate(base.path / "model", adapter.path / "adapter_weights", read_jsonl(data.path / "test.jsonl"),
+                      load_suite(evaluation.safety_suite), settings.domain.system_prompt,
+                      ToolSchema.from_file(settings.domain.tools_file), evaluation, champion,
+                      settings.stages.deployment.n_threads, context.log.info)
+    report = result.report
+    verdicts = evaluation_verdicts(report, evaluation)
+    report["decision"] = decision(verdicts)
+    report["gates"] = {name: v.__dict__ for name, v in verdicts.items()}
+    inputs = {"base_model": base.version, "sft_adapter": adapter.version, "curated_dataset": data.version,
+              "champion": champion["version"] if champion else "base model"}
+    with artifacts.store.write("eval_report", inputs=inputs, config=evaluation.model_dump(mode="json")) as out:
         write_json(out.dir / "eval_report.json", report)
-        write_jsonl(out.dir / "predictions.jsonl", result["predictions"])
-        out.metrics = {k: report[k] for k in ("n", "task_accuracy", "valid_json_rate")}
-    context.log.info(f"task accuracy {result['task_accuracy']:.3f} on {result['n']} test examples")
+        write_json(out.dir / "llm_judge_scores.json", result.judge)
+        write_json(out.dir / "regression_analysis.json", result.regression)
+        write_jsonl(out.dir / "predictions.jsonl", result.predictions)
+        (out.dir / "confusion_matrix.png").write_bytes(confusion_png(report["confusion"]))
+        out.metrics = {k: report[k] for k in ("n", "task_accuracy", "valid_json_rate", "llm_judge_score",
+                                              "judge_agreement", "decision")}
+    context.log.info(f"task accuracy {report['task_accuracy']:.3f}, judge {report['llm_judge_score']:.3f} "
+                     f"(agreement {report['judge_agreement']:.2f}), safety {report['safety_check']['pass_rate']:.2f}, "
+                     f"decision {report['decision']}")
     return artifact_result(
         out, **out.metrics,
-        per_tool=MetadataValue.json(result["per_tool"]),
-        failures=MetadataValue.json([{k: f[k] for k in ("id", "expected", "got")} for f in failures[:20]]),
+        safety_pass_rate=report["safety_check"]["pass_rate"],
+        over_refusal_rate=report["safety_check"]["over_refusal_rate"],
+        baseline_comparison=MetadataValue.json(report["baseline_comparison"]),
+        per_tool=MetadataValue.json(report["per_tool"]),
+        confusion_matrix=markdown_image(out.dir / "confusion_matrix.png"),
+        failures=MetadataValue.json([{k: f[k] for k in ("id", "expected", "got")} for f in report["failures"][:20]]),
     )

@@ -1,18 +1,52 @@
-"""Evaluation gate: blocking checks on `eval_report`, thresholds from `stages.evaluation.quality_gate`."""
+"""Evaluation gates on `eval_report`: accuracy, judge, regression, safety (thresholds from
+`stages.evaluation.quality_gate`). An untrusted judge fails its gate; with on_untrusted: warn
+the failure is a warning that does not block deployment."""
 
-
-from dagster import AssetCheckExecutionContext, MetadataValue, asset_check
+from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
 
 from llmops_assets.artifacts import read_json
-from llmops_assets.resources import ArtifactStoreResource, PipelineConfig, gate_result
+from llmops_assets.evaluation.gates import evaluation_verdicts
+from llmops_assets.resources import ArtifactStoreResource, PipelineConfig
+
+
+def _gate(context, pipeline: PipelineConfig, artifacts: ArtifactStoreResource, name: str, **extra) -> AssetCheckResult:
+    path = artifacts.upstream(context, "eval_report").path
+    report = read_json(path / "eval_report.json")
+    verdict = evaluation_verdicts(report, pipeline.settings.stages.evaluation)[name]
+    return AssetCheckResult(
+        passed=verdict.passed,
+        severity=AssetCheckSeverity.ERROR if verdict.blocking else AssetCheckSeverity.WARN,
+        metadata={"gate": verdict.gate, "value": verdict.value, "threshold": verdict.threshold,
+                  "verdict": "PASS" if verdict.passed else ("FAIL" if verdict.blocking else "WARN"),
+                  "note": verdict.note, **{k: _metadata(read(report)) for k, read in extra.items()}},
+    )
+
+
+def _metadata(value):
+    return MetadataValue.json(value) if isinstance(value, (dict, list)) else value
 
 
 @asset_check(asset="eval_report", blocking=True, description="Tool-call exact-match accuracy on the test split.")
 def task_accuracy(context: AssetCheckExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
-    report = read_json(artifacts.upstream(context, "eval_report").path / "eval_report.json")
-    threshold = pipeline.settings.stages.evaluation.quality_gate.min_task_accuracy
-    return gate_result("task_accuracy", report["task_accuracy"], threshold, report["task_accuracy"] >= threshold,
-                       n=report["n"], per_tool=MetadataValue.json(report["per_tool"]))
+    return _gate(context, pipeline, artifacts, "task_accuracy", per_tool=lambda r: r["per_tool"])
 
 
-evaluation_checks = [task_accuracy]
+@asset_check(asset="eval_report", blocking=True,
+             description="Mean rubric score of the LLM judge, trusted only above its agreement floor.")
+def llm_judge(context: AssetCheckExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
+    return _gate(context, pipeline, artifacts, "llm_judge", agreement=lambda r: r["judge_agreement"])
+
+
+@asset_check(asset="eval_report", blocking=True,
+             description="No regression against the deployed champion beyond tolerance and noise (paired bootstrap).")
+def no_regression(context: AssetCheckExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
+    return _gate(context, pipeline, artifacts, "regression", comparison=lambda r: r["baseline_comparison"])
+
+
+@asset_check(asset="eval_report", blocking=True, description="Every case of the safety suite behaves as expected.")
+def safety(context: AssetCheckExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
+    return _gate(context, pipeline, artifacts, "safety", failures=lambda r: r["safety_check"]["failures"],
+                 over_refusal_rate=lambda r: r["safety_check"]["over_refusal_rate"])
+
+
+evaluation_checks = [task_accuracy, llm_judge, no_regression, safety]

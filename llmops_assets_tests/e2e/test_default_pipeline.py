@@ -3,16 +3,18 @@ accuracy >= 0.90 included, and the served model answers a request with the right
 
 import json
 import os
+import random
 import subprocess
 import sys
 
 import pytest
 
-from llmops_assets.artifacts import Artifact
+from llmops_assets.artifacts import Artifact, read_jsonl, write_jsonl
 from llmops_assets.chat import parse_tool_call
 from llmops_assets.deployment import release, servers
 from llmops_assets.settings import DEFAULT_CONFIG, load_settings
 from llmops_assets.tools import ToolCall
+from llmops_assets_tests.conftest import derived_config
 
 pytestmark = pytest.mark.slow
 
@@ -33,8 +35,11 @@ def default_run(tmp_path_factory):
 def test_make_run_passes_every_seed_gate(default_run):
     done, _ = default_run
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    gate_lines = [line for line in done.stdout.splitlines() if line.rstrip().endswith(("PASS", "FAIL"))]
-    assert len(gate_lines) == 12 and all(line.rstrip().endswith("PASS") for line in gate_lines), gate_lines
+    gates = {line.split()[1]: line.split()[-1] for line in done.stdout.splitlines()
+             if line.rstrip().endswith(("PASS", "FAIL", "WARN"))}
+    assert len(gates) == 15, gates
+    # The local 135M judge may be flagged as untrusted (a WARN that says so); every other gate passes.
+    assert all(v == "PASS" for k, v in gates.items() if k != "llm_judge") and gates["llm_judge"] in ("PASS", "WARN")
     assert "served: task-api-assistant" in done.stdout
 
 
@@ -46,6 +51,8 @@ def test_default_model_reaches_the_seed_accuracy(default_run):
     assert report["task_accuracy"] >= load_settings(DEFAULT_CONFIG).stages.evaluation.quality_gate.min_task_accuracy
     assert report["n"] >= 40
     assert status["task_accuracy"] >= 0.85  # the GGUF that is served, replayed on the same prompts
+    assert report["safety_check"]["pass_rate"] == 1.0 and report["decision"] == "PASS"
+    assert report["baseline_comparison"]["champion"] == "base model"
 
 
 def test_served_model_answers_with_the_right_tool_call(default_run):
@@ -56,3 +63,24 @@ def test_served_model_answers_with_the_right_tool_call(default_run):
                 {"role": "user", "content": "Delete task 17"}]
     answer = servers.chat(status["endpoint"], status["model_name"], messages)
     assert parse_tool_call(answer) == ToolCall("delete_task", {"task_id": 17})
+
+
+def test_an_adapter_trained_on_shuffled_labels_fails_regression_and_changes_nothing(default_run, tmp_path):
+    _, home = default_run
+    before = release.read_status(home)
+    rows = read_jsonl(load_settings(DEFAULT_CONFIG).stages.data.sources[0])
+    answers = [row["messages"][-1] for row in rows]
+    random.Random(1).shuffle(answers)
+    write_jsonl(tmp_path / "shuffled.jsonl",
+                [{"messages": r["messages"][:-1] + [a]} for r, a in zip(rows, answers, strict=True)])
+    config = derived_config(tmp_path, {"stages": {"data": {"sources": [str(tmp_path / "shuffled.jsonl")]},
+                                                  "training": {"max_steps": 16}}}, base=DEFAULT_CONFIG)
+    env = os.environ | {"LLMOPS_HOME": str(home), "DAGSTER_HOME": str(home.parent / "dagster")}
+    done = subprocess.run([sys.executable, "-m", "llmops_assets.cli", "--config", str(config), "run"],
+                          env=env, cwd=home.parent, capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 1
+    gates = {line.split()[1]: line.split()[-1] for line in done.stdout.splitlines()
+             if line.rstrip().endswith(("PASS", "FAIL", "WARN"))}
+    assert gates["no_regression"] == "FAIL", done.stdout[-3000:]
+    assert "gguf_fidelity" not in gates and "serving_health" not in gates
+    assert release.read_status(home) == before

@@ -48,7 +48,7 @@ def test_every_asset_materializes_and_every_gate_passes(pipeline):
     assert result.success
     assert materialized(result) == {a.key.to_user_string() for a in ASSETS}
     evaluations = result.get_asset_check_evaluations()
-    assert len(evaluations) == 12
+    assert len(evaluations) == 15
     assert all(e.passed for e in evaluations), [(e.check_name, e.metadata) for e in evaluations if not e.passed]
     for evaluation in evaluations:
         assert {"value", "threshold", "verdict"} <= set(evaluation.metadata)

@@ -1,0 +1,128 @@
+"""The whole evaluation of a candidate adapter, without Dagster: task accuracy, safety suite,
+regression against the champion, and the LLM judge with its measured trustworthiness."""
+
+from __future__ import annotations
+
+import random
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from llmops_assets.artifacts import read_json
+from llmops_assets.chat import model_messages, parse_tool_call, render_prompt
+from llmops_assets.evaluation import judge as judging
+from llmops_assets.evaluation.generate import generate_answers, generate_with_llamacpp
+from llmops_assets.evaluation.metrics import expected_call, score
+from llmops_assets.evaluation.regression import regression_analysis
+from llmops_assets.evaluation.safety import safety_report
+from llmops_assets.modeling import load_base, load_merged
+from llmops_assets.settings import EvaluationSettings
+from llmops_assets.tools import ToolSchema
+
+
+@dataclass
+class Evaluation:
+    report: dict[str, Any]  # eval_report.json
+    judge: dict[str, Any]  # llm_judge_scores.json
+    regression: dict[str, Any]  # regression_analysis.json
+    predictions: list[dict[str, Any]]
+
+
+def evaluate(base_dir: Path, adapter_dir: Path, test_rows: list[dict[str, Any]], safety_cases: list[dict[str, Any]],
+             system_prompt: str, schema: ToolSchema, settings: EvaluationSettings, champion: dict[str, Any] | None,
+             n_threads: int, progress: Callable[[str], None]) -> Evaluation:
+    """`champion` is the deployment status of what is served (None: the base model is the baseline)."""
+    model, tokenizer = load_merged(base_dir, adapter_dir)
+    prompts = [render_prompt(tokenizer, model_messages(r["messages"][:-1], system_prompt)) for r in test_rows]
+    safety_prompts = [render_prompt(tokenizer, model_messages([{"role": "user", "content": c["request"]}], system_prompt))
+                      for c in safety_cases]
+    answers = generate_answers(model, tokenizer, prompts + safety_prompts, settings.batch_size,
+                               settings.max_new_tokens, progress)
+    del model
+    answers, safety_answers = answers[:len(prompts)], answers[len(prompts):]
+    expected = [expected_call(r["messages"]) for r in test_rows]
+    task = score(expected, answers, schema, ids=[r["id"] for r in test_rows])
+    for prediction, prompt in zip(task["predictions"], prompts, strict=True):
+        prediction["prompt"] = prompt
+    safety = safety_report(safety_cases, safety_answers, schema,
+                           benign_answers=[a for a, e in zip(answers, expected, strict=True) if e is not None])
+
+    base, tokenizer = load_base(base_dir)
+    champion_name, champion_answers = _champion_answers(champion, base, tokenizer, prompts, settings, n_threads, progress)
+    baseline = score(expected, champion_answers, schema)
+    regression = regression_analysis(
+        _per_example(task), _per_example(baseline), champion_name,
+        settings.quality_gate.max_regression, settings.bootstrap_samples, settings.confidence)
+
+    judge = (judging.LocalJudge(base, tokenizer, settings.batch_size) if settings.judge.kind == "local"
+             else judging.EndpointJudge(settings.judge.endpoint, settings.judge.model, settings.judge.api_key_env))
+    judged = _judge(judge, test_rows, answers, expected, task, system_prompt, progress)
+    report = {
+        "task_accuracy": task["task_accuracy"],
+        "valid_json_rate": task["valid_json_rate"],
+        "n": task["n"],
+        "per_tool": task["per_tool"],
+        "llm_judge_score": judged["score"],
+        "judge_agreement": judged["agreement"],
+        "baseline_comparison": {"champion": champion_name, "champion_task_accuracy": baseline["task_accuracy"],
+                                **{k: v for k, v in regression["metrics"]["task_accuracy"].items()
+                                   if k in ("delta", "ci_low", "ci_high")}, "regressed": regression["regressed"]},
+        "safety_check": safety,
+        "failures": [p for p in task["predictions"] if not p["correct"]],
+        "confusion": confusion(expected, answers),
+    }
+    return Evaluation(report, judged, regression, task["predictions"])
+
+
+def _champion_answers(champion, base, tokenizer, prompts, settings, n_threads, progress) -> tuple[str, list[str]]:
+    if champion and Path(champion["model_path"]).exists():
+        spec = Path(champion["model_path"]).parent / "ollama.json"
+        stop = read_json(spec)["parameters"]["stop"][0] if spec.exists() else tokenizer.eos_token
+        progress(f"re-evaluating the champion {champion['version']} on this test set")
+        return (f"deployed {champion['version']}",
+                generate_with_llamacpp(Path(champion["model_path"]), prompts, stop, settings.max_new_tokens,
+                                       n_threads, progress))
+    progress("nothing deployed yet: the base model is the baseline")
+    return "base model", generate_answers(base, tokenizer, prompts, settings.batch_size, settings.max_new_tokens, progress)
+
+
+def _per_example(result: dict[str, Any]) -> dict[str, list[float]]:
+    return {
+        "task_accuracy": [float(p["correct"]) for p in result["predictions"]],
+        "valid_json_rate": [float(p["got"] is not None or p["expected"] is None) for p in result["predictions"]],
+    }
+
+
+def _judge(judge, test_rows, answers, expected, task, system_prompt, progress) -> dict[str, Any]:
+    """Judge the candidate's answers, reference answers and corrupted references; agreement
+    with exact match over all three says how far the judge's score can be trusted."""
+    rng = random.Random(0)
+    requests = [r["messages"][-2]["content"] for r in test_rows]
+    references = [model_messages(r["messages"], system_prompt)[-1]["content"] for r in test_rows]
+    negatives = [judging.corrupt(e, q, rng) for e, q in zip(expected, requests, strict=True)]
+    progress(f"judging {len(answers)} answers plus {2 * len(answers)} control answers")
+    scores = judging.rubric_scores(judge, requests * 3, answers + references + negatives)
+    n = len(answers)
+    labels = [p["correct"] for p in task["predictions"]] + [True] * n + [False] * n
+    return {
+        "score": statistics.fmean(scores[:n]) if n else 0.0,
+        "agreement": judging.balanced_agreement(scores, labels),
+        "rubric": judging.RUBRIC,
+        "per_example": [{"id": p["id"], "score": s, "exact_match": p["correct"]}
+                        for p, s in zip(task["predictions"], scores[:n], strict=True)],
+        "controls": {"reference_mean": statistics.fmean(scores[n:2 * n]) if n else 0.0,
+                     "corrupted_mean": statistics.fmean(scores[2 * n:]) if n else 0.0},
+    }
+
+
+def confusion(expected, answers) -> dict[str, dict[str, int]]:
+    """Counts of expected tool (or 'text') against the answered tool (or 'no call')."""
+    table: dict[str, dict[str, int]] = {}
+    for want, answer in zip(expected, answers, strict=True):
+        got = parse_tool_call(answer)
+        row = table.setdefault(want.name if want else "text", {})
+        column = got.name if got else "no call"
+        row[column] = row.get(column, 0) + 1
+    return table
