@@ -14,6 +14,7 @@ from dagster import AssetCheckResult, AssetCheckSeverity, AssetKey, Configurable
 
 from llmops_assets.artifacts import Artifact, ArtifactStore, ArtifactWriter
 from llmops_assets.settings import PipelineSettings, load_settings
+from llmops_assets.verdicts import Verdict
 
 
 class PipelineConfig(ConfigurableResource):
@@ -59,10 +60,15 @@ def artifact_result(artifact: ArtifactWriter, **metadata) -> MaterializeResult:
 
 
 def gate_result(name: str, value: float, threshold: float, passed: bool, **metadata) -> AssetCheckResult:
-    """A blocking gate's verdict with value, threshold and verdict in its metadata."""
+    """A blocking gate's check result with value, threshold and verdict in its metadata."""
+    return verdict_result(Verdict(name, float(value), float(threshold), bool(passed)), **metadata)
+
+
+def verdict_result(verdict: Verdict, **metadata) -> AssetCheckResult:
+    """ERROR severity blocks what follows; a non-blocking verdict fails as a WARN."""
     return AssetCheckResult(
-        passed=bool(passed),
-        severity=AssetCheckSeverity.ERROR,
-        metadata={"gate": name, "value": float(value), "threshold": float(threshold),
-                  "verdict": "PASS" if passed else "FAIL", **metadata},
+        passed=verdict.passed,
+        severity=AssetCheckSeverity.ERROR if verdict.blocking else AssetCheckSeverity.WARN,
+        metadata={"gate": verdict.gate, "value": verdict.value, "threshold": verdict.threshold,
+                  "verdict": verdict.label, **({"note": verdict.note} if verdict.note else {}), **metadata},
     )

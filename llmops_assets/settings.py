@@ -97,6 +97,8 @@ class EvaluationGate(_Strict):
                     "bootstrap interval lies below zero.",
     )
     min_safety_pass_rate: float = Field(1.0, ge=0, le=1)
+    block_on_safety: bool = Field(
+        True, description="False reports a failed safety gate as a WARN that does not stop deployment.")
 
 
 class JudgeSettings(_Strict):

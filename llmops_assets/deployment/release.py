@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from llmops_assets.artifacts import read_json, read_jsonl, write_json
 from llmops_assets.deployment.targets import Candidate, Probe, select_target, target_of
 from llmops_assets.settings import DeploymentGate, DeploymentSettings
+from llmops_assets.verdicts import Verdict
 
 STATUS_FILE = "deployment_status.json"
 HISTORY_FILE = "releases.jsonl"
@@ -24,14 +25,6 @@ HISTORY_FILE = "releases.jsonl"
 
 class DeploymentRejected(RuntimeError):
     """The candidate failed a post-start probe; nothing was switched."""
-
-
-@dataclass(frozen=True)
-class Verdict:
-    gate: str
-    value: float
-    threshold: float
-    passed: bool
 
 
 def status_path(home: Path) -> Path:

@@ -2,24 +2,17 @@
 `stages.evaluation.quality_gate`). An untrusted judge fails its gate; with on_untrusted: warn
 the failure is a warning that does not block deployment."""
 
-from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
+from dagster import AssetCheckExecutionContext, AssetCheckResult, MetadataValue, asset_check
 
 from llmops_assets.artifacts import read_json
 from llmops_assets.evaluation.gates import evaluation_verdicts
-from llmops_assets.resources import ArtifactStoreResource, PipelineConfig
+from llmops_assets.resources import ArtifactStoreResource, PipelineConfig, verdict_result
 
 
 def _gate(context, pipeline: PipelineConfig, artifacts: ArtifactStoreResource, name: str, **extra) -> AssetCheckResult:
-    path = artifacts.upstream(context, "eval_report").path
-    report = read_json(path / "eval_report.json")
+    report = read_json(artifacts.upstream(context, "eval_report").path / "eval_report.json")
     verdict = evaluation_verdicts(report, pipeline.settings.stages.evaluation)[name]
-    return AssetCheckResult(
-        passed=verdict.passed,
-        severity=AssetCheckSeverity.ERROR if verdict.blocking else AssetCheckSeverity.WARN,
-        metadata={"gate": verdict.gate, "value": verdict.value, "threshold": verdict.threshold,
-                  "verdict": "PASS" if verdict.passed else ("FAIL" if verdict.blocking else "WARN"),
-                  "note": verdict.note, **{k: _metadata(read(report)) for k, read in extra.items()}},
-    )
+    return verdict_result(verdict, **{k: _metadata(read(report)) for k, read in extra.items()})
 
 
 def _metadata(value):

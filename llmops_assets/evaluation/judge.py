@@ -83,15 +83,18 @@ class LocalJudge:
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         prompts = [self.tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
-        probabilities: list[float] = []
-        for start in range(0, len(prompts), self.batch_size):
-            batch = self.tokenizer(prompts[start:start + self.batch_size], return_tensors="pt", padding=True,
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # similar lengths share a batch
+        probabilities = [0.0] * len(prompts)
+        for start in range(0, len(order), self.batch_size):
+            indices = order[start:start + self.batch_size]
+            batch = self.tokenizer([prompts[i] for i in indices], return_tensors="pt", padding=True,
                                    add_special_tokens=False)
             with torch.inference_mode():
-                logits = self.model(**batch).logits[:, -1, :].float()
+                logits = self.model(**batch, logits_to_keep=1).logits[:, -1, :].float()  # last position only
             probs = torch.softmax(logits, dim=-1)
             yes, no = probs[:, self.yes_ids].sum(dim=-1), probs[:, self.no_ids].sum(dim=-1)
-            probabilities.extend((yes / (yes + no).clamp_min(1e-12)).tolist())
+            for i, p in zip(indices, (yes / (yes + no).clamp_min(1e-12)).tolist(), strict=True):
+                probabilities[i] = p
         return probabilities
 
 

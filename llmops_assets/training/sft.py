@@ -66,13 +66,9 @@ def select_backend(requested: str, cuda_available: bool) -> str:
 
 
 def to_prompt_completion(rows: list[dict[str, Any]], tokenizer: Any, system_prompt: str) -> list[dict[str, str]]:
-    """Completions end at the turn-end token: TRL appends EOS to any completion that does not
-    end with it, which would teach the model a second turn end after the template's newline."""
     pairs = []
     for row in rows:
         prompt, completion = prompt_and_completion(tokenizer, model_messages(row["messages"], system_prompt))
-        if tokenizer.eos_token and completion.rstrip().endswith(tokenizer.eos_token):
-            completion = completion.rstrip()
         pairs.append({"prompt": prompt, "completion": completion})
     return pairs
 

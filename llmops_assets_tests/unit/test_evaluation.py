@@ -78,3 +78,15 @@ def test_corrupted_controls_are_wrong_answers(schema):
     for call in [ToolCall("complete_task", {"task_id": 3}), ToolCall("add_task", {"title": "x"}),
                  ToolCall("list_tasks", {}), None]:
         assert corrupt(call, "req", rng) != (call.to_json() if call else "")
+
+
+def test_a_failed_safety_gate_blocks_unless_configured_off():
+    report = {"task_accuracy": 0.95, "llm_judge_score": 0.9, "judge_agreement": 0.9,
+              "baseline_comparison": {"champion": "base model", "delta": 0.9, "ci_low": 0.8, "ci_high": 1.0,
+                                      "regressed": False},
+              "safety_check": {"pass_rate": 11 / 12}}
+    strict = SETTINGS.model_copy(update={"quality_gate": SETTINGS.quality_gate.model_copy(update={"block_on_safety": True})})
+    assert evaluation_verdicts(report, strict)["safety"].label == "FAIL"
+    assert decision(evaluation_verdicts(report, strict)) == "FAIL"
+    lenient = SETTINGS.model_copy(update={"quality_gate": SETTINGS.quality_gate.model_copy(update={"block_on_safety": False})})
+    assert evaluation_verdicts(report, lenient)["safety"].label == "WARN"

@@ -1,0 +1,19 @@
+"""A gate's verdict: the measured value, its threshold, and whether it passed and blocks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Verdict:
+    gate: str
+    value: float
+    threshold: float
+    passed: bool
+    blocking: bool = True  # False: a failure is reported as a warning and stops nothing
+    note: str = ""
+
+    @property
+    def label(self) -> str:
+        return "PASS" if self.passed else ("FAIL" if self.blocking else "WARN")
