@@ -29,6 +29,9 @@ class ServerHandle:
 def start_llamacpp(model_path: Path, alias: str, host: str, port: int, n_threads: int,
                    n_ctx: int, run_dir: Path) -> ServerHandle:
     run_dir.mkdir(parents=True, exist_ok=True)
+    if port and not port_is_free(host, port):
+        raise RuntimeError(f"{host}:{port} is in use (by the release being served?); a candidate starts beside "
+                           "the served release, so set stages.deployment.port: 0 to give each release a free port")
     port = port or free_port(host)
     log_file = run_dir / f"server-{port}.log"
     command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path),
@@ -128,6 +131,15 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
         pass
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
 
 
 def free_port(host: str) -> int:

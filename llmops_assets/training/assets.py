@@ -1,7 +1,6 @@
 """Training group: the base model as an HF folder, and the LoRA SFT adapter trained on it."""
 
 
-import torch
 from dagster import AssetExecutionContext, MetadataValue, asset
 
 from llmops_assets.artifacts import read_json, read_jsonl, write_json
@@ -44,7 +43,6 @@ def sft_adapter(context: AssetExecutionContext, pipeline: PipelineConfig, artifa
         out.metrics = {k: v for k, v in metrics.items() if not k.endswith("_history")}
     return artifact_result(
         out, **{k: v for k, v in out.metrics.items() if isinstance(v, (int, float, str))},
-        cuda=torch.cuda.is_available(),
         loss_curves=markdown_image(out.dir / "loss_curves.png"),
         validation_loss_history=MetadataValue.json(outcome.eval_points),
     )

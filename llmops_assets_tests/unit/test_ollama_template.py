@@ -2,8 +2,10 @@
 prompt as the model's Hugging Face chat template, so a model served by Ollama keeps its format."""
 
 import json
+import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -38,7 +40,9 @@ def tokenizer(tmp_path_factory):
 
 def go_render(template: str, system: str, messages: list[dict]) -> str:
     request = json.dumps({"template": template, "system": system, "messages": messages})
-    done = subprocess.run(["go", "run", str(RENDERER)], input=request, capture_output=True, text=True, timeout=300)
+    env = {"GOCACHE": str(Path(tempfile.gettempdir()) / "llmops-go-build"), **os.environ}  # works without $HOME
+    done = subprocess.run(["go", "run", str(RENDERER)], input=request, capture_output=True, text=True, timeout=300,
+                          env=env)
     assert done.returncode == 0, done.stderr
     return done.stdout
 

@@ -52,3 +52,16 @@ def test_validation_rise_defines_diverging():
     assert validation_rise([1.0, 0.5, 0.4]) == 0.0
     assert validation_rise([1.0, 0.5, 0.6]) == pytest.approx(0.2)
     assert validation_rise([]) == float("inf")
+
+
+def test_a_fixed_port_in_use_is_refused_with_the_fix(tmp_path):
+    import socket
+
+    from llmops_assets.deployment.servers import start_llamacpp
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(RuntimeError, match="set stages.deployment.port: 0"):
+            start_llamacpp(tmp_path / "m.gguf", "m", "127.0.0.1", port, 1, 256, tmp_path)
