@@ -76,9 +76,11 @@ def test_an_adapter_trained_on_shuffled_labels_fails_regression_and_changes_noth
     random.Random(1).shuffle(answers)
     write_jsonl(tmp_path / "shuffled.jsonl",
                 [{"messages": r["messages"][:-1] + [a]} for r, a in zip(rows, answers, strict=True)])
-    # Shuffled labels never reach a low loss: the training gate is relaxed so evaluation runs.
+    # Shuffled labels neither reach a low loss nor converge: the training gate is relaxed so that
+    # the adapter reaches evaluation, where the regression gate must catch it.
+    relaxed = {"max_final_loss": 100, "max_validation_rise": 100}
     config = derived_config(tmp_path, {"stages": {"data": {"sources": [str(tmp_path / "shuffled.jsonl")]},
-                                                  "training": {"max_steps": 16, "quality_gate": {"max_final_loss": 100}}}},
+                                                  "training": {"max_steps": 16, "quality_gate": relaxed}}},
                             base=DEFAULT_CONFIG)
     env = os.environ | {"LLMOPS_HOME": str(home), "DAGSTER_HOME": str(home.parent / "dagster")}
     done = subprocess.run([sys.executable, "-m", "llmops_assets.cli", "--config", str(config), "run"],
