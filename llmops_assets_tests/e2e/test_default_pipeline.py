@@ -3,13 +3,12 @@ accuracy >= 0.90 included, and the served model answers a request with the right
 
 import json
 import os
-import random
 import subprocess
 import sys
 
 import pytest
 
-from llmops_assets.artifacts import Artifact, read_jsonl, write_jsonl
+from llmops_assets.artifacts import Artifact
 from llmops_assets.chat import parse_tool_call
 from llmops_assets.deployment import release, servers
 from llmops_assets.settings import DEFAULT_CONFIG, load_settings
@@ -68,19 +67,14 @@ def test_served_model_answers_with_the_right_tool_call(default_run):
     assert parse_tool_call(answer) == ToolCall("delete_task", {"task_id": 17})
 
 
-def test_an_adapter_trained_on_shuffled_labels_fails_regression_and_changes_nothing(default_run, tmp_path):
+def test_a_regressed_adapter_fails_the_regression_gate_and_changes_nothing(default_run, tmp_path):
+    """An adapter trained for 2 steps scores like the base model on the real test set: against the
+    deployed champion that is a regression beyond noise. (Shuffling labels in the source would
+    shuffle the test labels too, so the champion would score ~0 on them.)"""
     _, home = default_run
     before = release.read_status(home)
-    rows = read_jsonl(load_settings(DEFAULT_CONFIG).stages.data.sources[0])
-    answers = [row["messages"][-1] for row in rows]
-    random.Random(1).shuffle(answers)
-    write_jsonl(tmp_path / "shuffled.jsonl",
-                [{"messages": r["messages"][:-1] + [a]} for r, a in zip(rows, answers, strict=True)])
-    # Shuffled labels neither reach a low loss nor converge: the training gate is relaxed so that
-    # the adapter reaches evaluation, where the regression gate must catch it.
-    relaxed = {"max_final_loss": 100, "max_validation_rise": 100}
-    config = derived_config(tmp_path, {"stages": {"data": {"sources": [str(tmp_path / "shuffled.jsonl")]},
-                                                  "training": {"max_steps": 16, "quality_gate": relaxed}}},
+    relaxed = {"max_final_loss": 100, "max_validation_rise": 100}  # let the weak adapter reach evaluation
+    config = derived_config(tmp_path, {"stages": {"training": {"max_steps": 2, "quality_gate": relaxed}}},
                             base=DEFAULT_CONFIG)
     env = os.environ | {"LLMOPS_HOME": str(home), "DAGSTER_HOME": str(home.parent / "dagster")}
     done = subprocess.run([sys.executable, "-m", "llmops_assets.cli", "--config", str(config), "run"],
