@@ -13,7 +13,6 @@ from llmops_assets.chat import parse_tool_call
 from llmops_assets.deployment import release, servers
 from llmops_assets.settings import DEFAULT_CONFIG, load_settings
 from llmops_assets.tools import ToolCall
-from llmops_assets_tests.conftest import derived_config
 
 pytestmark = pytest.mark.slow
 
@@ -65,23 +64,3 @@ def test_served_model_answers_with_the_right_tool_call(default_run):
                 {"role": "user", "content": "Delete task 17"}]
     answer = servers.chat(status["endpoint"], status["model_name"], messages)
     assert parse_tool_call(answer) == ToolCall("delete_task", {"task_id": 17})
-
-
-def test_a_regressed_adapter_fails_the_regression_gate_and_changes_nothing(default_run, tmp_path):
-    """An adapter trained for 2 steps scores like the base model on the real test set: against the
-    deployed champion that is a regression beyond noise. (Shuffling labels in the source would
-    shuffle the test labels too, so the champion would score ~0 on them.)"""
-    _, home = default_run
-    before = release.read_status(home)
-    relaxed = {"max_final_loss": 100, "max_validation_rise": 100}  # let the weak adapter reach evaluation
-    config = derived_config(tmp_path, {"stages": {"training": {"max_steps": 2, "quality_gate": relaxed}}},
-                            base=DEFAULT_CONFIG)
-    env = os.environ | {"LLMOPS_HOME": str(home), "DAGSTER_HOME": str(home.parent / "dagster")}
-    done = subprocess.run([sys.executable, "-m", "llmops_assets.cli", "--config", str(config), "run"],
-                          env=env, cwd=home.parent, capture_output=True, text=True, timeout=1800)
-    assert done.returncode == 1
-    gates = {line.split()[1]: line.split()[-1] for line in done.stdout.splitlines()
-             if line.rstrip().endswith(("PASS", "FAIL", "WARN"))}
-    assert gates["no_regression"] == "FAIL", done.stdout[-3000:]
-    assert "gguf_fidelity" not in gates and "serving_health" not in gates
-    assert release.read_status(home) == before
