@@ -15,7 +15,7 @@ INSTALLED := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export LLMOPS_HOME ?= $(CURDIR)/.llmops
 
-.PHONY: setup run test test-fast lint clean
+.PHONY: setup run dev test test-fast lint clean
 setup: $(INSTALLED)
 
 $(INSTALLED): pyproject.toml constraints.txt
@@ -29,6 +29,11 @@ $(INSTALLED): pyproject.toml constraints.txt
 
 run: setup
 	$(BIN)/llmops run
+
+# The Dagster UI and daemon (sensors, automation) on http://127.0.0.1:3000, on the project instance.
+dev: setup
+	$(BIN)/python -c "from llmops_assets.cli import dagster_instance; dagster_instance()"
+	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
 
 test: setup
 	$(BIN)/pytest

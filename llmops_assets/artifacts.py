@@ -99,6 +99,14 @@ class ArtifactStore:
     def get(self, asset: str, version: str) -> Artifact:
         return Artifact.load(self.root / asset / version)
 
+    def find(self, asset: str, inputs: dict[str, str], config: dict[str, Any]) -> Artifact | None:
+        """The newest artifact built from exactly these inputs and this config: a rerun with
+        nothing changed reuses it instead of recomputing (deterministic stages only)."""
+        wanted = _canonical({"inputs": inputs, "config": config})
+        matches = [a for a in self.versions(asset)
+                   if _canonical({"inputs": a.manifest["inputs"], "config": a.manifest["config"]}) == wanted]
+        return matches[-1] if matches else None
+
     def versions(self, asset: str) -> list[Artifact]:
         """Complete versions of an asset, oldest first."""
         parent = self.root / asset
@@ -107,6 +115,14 @@ class ArtifactStore:
         found = [Artifact.load(p) for p in parent.iterdir()
                  if p.is_dir() and not p.name.startswith(".") and (p / MANIFEST).is_file()]
         return sorted(found, key=lambda a: a.manifest["created_at"])
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def text_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:

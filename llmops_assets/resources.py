@@ -16,6 +16,10 @@ from llmops_assets.artifacts import Artifact, ArtifactStore, ArtifactWriter
 from llmops_assets.settings import PipelineSettings, load_settings
 from llmops_assets.verdicts import Verdict
 
+# A run tagged with this rebuilds every artifact even when its inputs and config are unchanged
+# (after changing stage code, say); without it such a rerun reuses what it built before.
+REBUILD_TAG = "llmops/rebuild"
+
 
 class PipelineConfig(ConfigurableResource):
     """The pipeline config file; empty means `$LLMOPS_CONFIG` or the project's pipeline.yaml."""
@@ -50,11 +54,24 @@ class ArtifactStoreResource(ConfigurableResource):
             raise RuntimeError(f"{asset}'s latest materialization records no artifact path")
         return Artifact.load(path.value)
 
+    def reusable(self, context, asset: str, inputs: dict[str, str], config: dict,
+                 equivalent: Artifact | None = None) -> Artifact | None:
+        """The artifact built before from the same inputs and config (or `equivalent`, one the
+        caller knows stands for them), unless the run asks to rebuild."""
+        if context.run.tags.get(REBUILD_TAG) == "true":
+            return None
+        found = equivalent or self.store.find(asset, inputs, config)
+        if found is not None:
+            context.log.info(f"{asset}: inputs and config unchanged since version {found.version}, reusing it "
+                             f"(run tag {REBUILD_TAG}=true rebuilds)")
+        return found
 
-def artifact_result(artifact: ArtifactWriter, **metadata) -> MaterializeResult:
+
+def artifact_result(artifact: Artifact | ArtifactWriter, **metadata) -> MaterializeResult:
     """The materialization of a published artifact: its path and version, plus `metadata`."""
+    path = artifact.path if isinstance(artifact, Artifact) else artifact.dir
     return MaterializeResult(
-        metadata={"path": str(artifact.dir), "version": artifact.version, **metadata},
+        metadata={"path": str(path), "version": artifact.version, **metadata},
         data_version=DataVersion(artifact.version),
     )
 

@@ -5,6 +5,7 @@ from dagster import AssetExecutionContext, MetadataValue, asset
 
 from llmops_assets.artifacts import read_jsonl, write_json, write_jsonl
 from llmops_assets.chat import model_messages, prompt_and_completion
+from llmops_assets.conditions import AFTER_UPSTREAM_GATES
 from llmops_assets.data.curate import SPLITS, curate
 from llmops_assets.data.ingest import IngestResult, ingest
 from llmops_assets.resources import ArtifactStoreResource, PipelineConfig, artifact_result
@@ -26,7 +27,7 @@ def raw_examples(context: AssetExecutionContext, pipeline: PipelineConfig, artif
     return artifact_result(out, **out.metrics, source_files=MetadataValue.json(result.files))
 
 
-@asset(group_name="data", deps=["raw_examples", "base_model"],
+@asset(automation_condition=AFTER_UPSTREAM_GATES, group_name="data", deps=["raw_examples", "base_model"],
        description="Format-valid, deduplicated examples split into train/validation/test, with a quality "
                    "report (token statistics use the base model's tokenizer).")
 def curated_dataset(context: AssetExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):

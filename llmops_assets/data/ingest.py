@@ -52,6 +52,19 @@ def ingest(sources: list[Path]) -> IngestResult:
     return result
 
 
+def source_fingerprints(sources: list[Path]) -> dict[str, str]:
+    """Each source file and the sha256 of its bytes: what the new-data sensor compares with
+    the files the latest ingest read."""
+    return {str(path): hashlib.sha256(path.read_bytes()).hexdigest() for path in _expand(sources)}
+
+
+def changed_sources(current: dict[str, str], ingested: dict[str, str]) -> dict[str, str | None]:
+    """Files added, changed (new sha256) or removed (None) since the last ingest."""
+    changed: dict[str, str | None] = {p: h for p, h in current.items() if ingested.get(p) != h}
+    changed.update({p: None for p in ingested if p not in current})
+    return changed
+
+
 def example_id(messages: list[Any]) -> str:
     """Content hash of the conversation: the same example gets the same id wherever it comes from."""
     canonical = json.dumps(messages, sort_keys=True, ensure_ascii=False)

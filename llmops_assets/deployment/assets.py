@@ -8,29 +8,33 @@ from pathlib import Path
 from dagster import AssetExecutionContext, Config, MetadataValue, asset
 from pydantic import Field
 
-from llmops_assets.artifacts import file_sha256, read_json, read_jsonl, write_json
+from llmops_assets.artifacts import Artifact, file_sha256, read_json, read_jsonl, write_json
 from llmops_assets.chat import model_messages
-from llmops_assets.deployment import export, packaging, release
+from llmops_assets.conditions import AFTER_UPSTREAM_GATES
+from llmops_assets.deployment import export, packaging, release, targets
 from llmops_assets.deployment.fidelity import replay
 from llmops_assets.modeling import load_merged
 from llmops_assets.resources import ArtifactStoreResource, PipelineConfig, artifact_result
 from llmops_assets.tools import ToolSchema
 
 
-@asset(group_name="deployment", deps=["eval_report", "base_model", "sft_adapter"],
+@asset(automation_condition=AFTER_UPSTREAM_GATES, group_name="deployment", deps=["eval_report", "base_model", "sft_adapter"],
        description="The base model with the evaluated LoRA adapter merged in, as a Hugging Face folder.")
 def merged_model(context: AssetExecutionContext, artifacts: ArtifactStoreResource):
     base = artifacts.upstream(context, "base_model")
     adapter = artifacts.upstream(context, "sft_adapter")
     evaluated = artifacts.upstream(context, "eval_report")
-    model, tokenizer = load_merged(base.path / "model", adapter.path / "adapter_weights")
-    with artifacts.store.write("merged_model", inputs={"base_model": base.version, "sft_adapter": adapter.version,
-                                                        "eval_report": evaluated.version}) as out:
-        export.save_merged(model, tokenizer, base.path / "model", out.dir / "model")
-    return artifact_result(out)
+    inputs = {"base_model": base.version, "sft_adapter": adapter.version, "eval_report": evaluated.version}
+    merged = artifacts.reusable(context, "merged_model", inputs, {})
+    if merged is None:
+        model, tokenizer = load_merged(base.path / "model", adapter.path / "adapter_weights")
+        with artifacts.store.write("merged_model", inputs=inputs) as out:
+            export.save_merged(model, tokenizer, base.path / "model", out.dir / "model")
+        merged = artifacts.store.get("merged_model", out.version)
+    return artifact_result(merged)
 
 
-@asset(group_name="deployment", deps=["merged_model", "eval_report"],
+@asset(automation_condition=AFTER_UPSTREAM_GATES, group_name="deployment", deps=["merged_model", "eval_report"],
        description="The merged model as a quantized GGUF with its Modelfile, replayed on the evaluation "
                    "prompts through llama.cpp to measure fidelity.")
 def gguf_model(context: AssetExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
@@ -40,31 +44,35 @@ def gguf_model(context: AssetExecutionContext, pipeline: PipelineConfig, artifac
     deployment = settings.stages.deployment
     merged = artifacts.upstream(context, "merged_model")
     evaluated = artifacts.upstream(context, "eval_report")
-    tokenizer = AutoTokenizer.from_pretrained(merged.path / "model")
-    markers = packaging.chat_markers(tokenizer)
-    with artifacts.store.write("gguf_model", inputs={"merged_model": merged.version, "eval_report": evaluated.version},
-                               config={"quantization": deployment.quantization}) as out:
-        with tempfile.TemporaryDirectory(dir=out.dir.parent) as scratch:
-            f16 = Path(scratch) / "model-f16.gguf"
-            export.convert_to_gguf(merged.path / "model", f16)
-            size_mb = f16.stat().st_size / 1e6
-            context.log.info(f"converted to f16 GGUF ({size_mb:.0f} MB), quantizing to {deployment.quantization}")
-            export.quantize(f16, out.dir / "model.gguf", deployment.quantization)
-        spec = packaging.ollama_spec(markers, settings.domain.system_prompt)
-        write_json(out.dir / "ollama.json", spec)
-        (out.dir / "Modelfile").write_text(packaging.modelfile("model.gguf", spec))
-        fidelity = replay(out.dir / "model.gguf", read_jsonl(evaluated.path / "predictions.jsonl"),
-                          ToolSchema.from_file(settings.domain.tools_file), markers["stop"],
-                          settings.stages.evaluation.max_new_tokens, deployment.n_threads, context.log.info)
-        fidelity["evaluated_task_accuracy"] = evaluated.metrics["task_accuracy"]
-        write_json(out.dir / "fidelity.json", fidelity)
-        out.metrics = {k: v for k, v in fidelity.items() if k != "disagreements"} | {
-            "quantization": deployment.quantization,
-            "size_bytes": (out.dir / "model.gguf").stat().st_size,
-            "sha256": file_sha256(out.dir / "model.gguf"),
-        }
-    return artifact_result(out, **out.metrics,
-                           disagreements=MetadataValue.json(fidelity["disagreements"][:10]))
+    inputs = {"merged_model": merged.version, "eval_report": evaluated.version}
+    config = {"quantization": deployment.quantization}
+    gguf = artifacts.reusable(context, "gguf_model", inputs, config)
+    if gguf is None:
+        tokenizer = AutoTokenizer.from_pretrained(merged.path / "model")
+        markers = packaging.chat_markers(tokenizer)
+        with artifacts.store.write("gguf_model", inputs=inputs, config=config) as out:
+            with tempfile.TemporaryDirectory(dir=out.dir.parent) as scratch:
+                f16 = Path(scratch) / "model-f16.gguf"
+                export.convert_to_gguf(merged.path / "model", f16)
+                size_mb = f16.stat().st_size / 1e6
+                context.log.info(f"converted to f16 GGUF ({size_mb:.0f} MB), quantizing to {deployment.quantization}")
+                export.quantize(f16, out.dir / "model.gguf", deployment.quantization)
+            spec = packaging.ollama_spec(markers, settings.domain.system_prompt)
+            write_json(out.dir / "ollama.json", spec)
+            (out.dir / "Modelfile").write_text(packaging.modelfile("model.gguf", spec))
+            fidelity = replay(out.dir / "model.gguf", read_jsonl(evaluated.path / "predictions.jsonl"),
+                              ToolSchema.from_file(settings.domain.tools_file), markers["stop"],
+                              settings.stages.evaluation.max_new_tokens, deployment.n_threads, context.log.info)
+            fidelity["evaluated_task_accuracy"] = evaluated.metrics["task_accuracy"]
+            write_json(out.dir / "fidelity.json", fidelity)
+            out.metrics = {k: v for k, v in fidelity.items() if k != "disagreements"} | {
+                "quantization": deployment.quantization,
+                "size_bytes": (out.dir / "model.gguf").stat().st_size,
+                "sha256": file_sha256(out.dir / "model.gguf"),
+            }
+        gguf = artifacts.store.get("gguf_model", out.version)
+    disagreements = read_json(gguf.path / "fidelity.json")["disagreements"]
+    return artifact_result(gguf, **gguf.metrics, disagreements=MetadataValue.json(disagreements[:10]))
 
 
 class DeployConfig(Config):
@@ -73,7 +81,8 @@ class DeployConfig(Config):
                         "release again from the artifact store, without retraining.")
 
 
-@asset(group_name="deployment", deps=["gguf_model", "eval_report", "curated_dataset", "base_model"],
+@asset(automation_condition=AFTER_UPSTREAM_GATES, group_name="deployment",
+       deps=["gguf_model", "eval_report", "curated_dataset", "base_model"],
        description="The release being served: a llama.cpp server on 127.0.0.1, switched to only after its "
                    "health, latency and memory probes pass. deployment_status.json describes it.")
 def deployed_model(context: AssetExecutionContext, config: DeployConfig, pipeline: PipelineConfig,
@@ -93,6 +102,10 @@ def deployed_model(context: AssetExecutionContext, config: DeployConfig, pipelin
         candidate = {"version": gguf.version, "model_sha256": gguf.metrics["sha256"],
                      "quantization": gguf.metrics["quantization"], "task_accuracy": gguf.metrics["gguf_task_accuracy"],
                      "inputs": inputs, "rolled_back_from": None}
+    current = _current_deployment(artifacts, candidate, settings.stages.deployment)
+    if current is not None:
+        context.log.info(f"{candidate['version']} is already served and answering: nothing to switch")
+        return _deployed_result(current)
     ollama_spec = read_json(gguf_path.parent / "ollama.json")
     status = release.deploy(gguf_path, ollama_spec, candidate, settings.stages.deployment, home, probe_messages, context.log.info)
     agent = packaging.agent_config(ToolSchema.from_file(settings.domain.tools_file).functions, status["endpoint"],
@@ -104,7 +117,26 @@ def deployed_model(context: AssetExecutionContext, config: DeployConfig, pipelin
         shutil.copy2(gguf_path.parent / "Modelfile", out.dir / "Modelfile")
         out.metrics = {"version": status["version"], "endpoint": status["endpoint"], **status["probe"]}
     context.log.info(f"serving {status['version']} as {status['model']} on {status['server']} at {status['endpoint']}")
-    return artifact_result(out, endpoint=status["endpoint"], served_version=status["version"],
+    return _deployed_result(artifacts.store.get("deployed_model", out.version))
+
+
+def _current_deployment(artifacts: ArtifactStoreResource, candidate: dict, settings) -> Artifact | None:
+    """The deployment record of `candidate` when it is what is served now and it answers: a rerun
+    with nothing new must not restart the server."""
+    served = release.read_status(artifacts.home_path)
+    if (not served or served.get("status") != "serving" or candidate["rolled_back_from"]
+            or served["version"] != candidate["version"] or served["model_sha256"] != candidate["model_sha256"]):
+        return None
+    if not targets.target_of(served, settings, artifacts.home_path).serving(served):
+        return None
+    records = [a for a in artifacts.store.versions("deployed_model")
+               if read_json(a.path / "deployment_status.json").get("deployed_at") == served["deployed_at"]]
+    return records[-1] if records else None
+
+
+def _deployed_result(deployment: Artifact):
+    status = read_json(deployment.path / "deployment_status.json")
+    return artifact_result(deployment, endpoint=status["endpoint"], served_version=status["version"],
                            model_sha256=status["model_sha256"], previous_version=str(status["previous_version"]),
                            rolled_back_from=str(status["rolled_back_from"]), server=status["server"],
                            release_inputs=MetadataValue.json(status["inputs"]),

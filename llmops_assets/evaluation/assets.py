@@ -2,7 +2,8 @@
 
 from dagster import AssetExecutionContext, MetadataValue, asset
 
-from llmops_assets.artifacts import read_jsonl, write_json, write_jsonl
+from llmops_assets.artifacts import read_json, read_jsonl, write_json, write_jsonl
+from llmops_assets.conditions import AFTER_UPSTREAM_GATES
 from llmops_assets.deployment.release import read_status
 from llmops_assets.evaluation.gates import decision, evaluation_verdicts
 from llmops_assets.evaluation.run import evaluate
@@ -12,7 +13,7 @@ from llmops_assets.resources import ArtifactStoreResource, PipelineConfig, artif
 from llmops_assets.tools import ToolSchema
 
 
-@asset(group_name="evaluation", deps=["base_model", "sft_adapter", "curated_dataset"],
+@asset(automation_condition=AFTER_UPSTREAM_GATES, group_name="evaluation", deps=["base_model", "sft_adapter", "curated_dataset"],
        description="Tool-call accuracy on the test split, safety suite, regression against the deployed "
                    "champion (paired bootstrap) and an LLM judge with its measured agreement.")
 def eval_report(context: AssetExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
@@ -23,33 +24,50 @@ def eval_report(context: AssetExecutionContext, pipeline: PipelineConfig, artifa
     data = artifacts.upstream(context, "curated_dataset")
     champion = read_status(artifacts.home_path)
     champion = champion if champion and champion.get("status") == "serving" else None
-    result = evaluate(base.path / "model", adapter.path / "adapter_weights", read_jsonl(data.path / "test.jsonl"),
-                      load_suite(evaluation.safety_suite), settings.domain.system_prompt,
-                      ToolSchema.from_file(settings.domain.tools_file), evaluation, champion,
-                      settings.stages.deployment.n_threads, context.log.info)
-    report = result.report
-    verdicts = evaluation_verdicts(report, evaluation)
-    report["decision"] = decision(verdicts)
-    report["gates"] = {name: v.__dict__ for name, v in verdicts.items()}
     inputs = {"base_model": base.version, "sft_adapter": adapter.version, "curated_dataset": data.version,
               "champion": champion["version"] if champion else "base model"}
-    with artifacts.store.write("eval_report", inputs=inputs, config=evaluation.model_dump(mode="json")) as out:
-        write_json(out.dir / "eval_report.json", report)
-        write_json(out.dir / "llm_judge_scores.json", result.judge)
-        write_json(out.dir / "regression_analysis.json", result.regression)
-        write_jsonl(out.dir / "predictions.jsonl", result.predictions)
-        (out.dir / "confusion_matrix.png").write_bytes(confusion_png(report["confusion"]))
-        out.metrics = {k: report[k] for k in ("n", "task_accuracy", "valid_json_rate", "llm_judge_score",
-                                              "judge_agreement", "decision")}
+    config = evaluation.model_dump(mode="json")
+    evaluated = artifacts.reusable(context, "eval_report", inputs, config,
+                                   equivalent=_evaluation_of_served(artifacts, champion, inputs, config))
+    if evaluated is None:
+        result = evaluate(base.path / "model", adapter.path / "adapter_weights", read_jsonl(data.path / "test.jsonl"),
+                          load_suite(evaluation.safety_suite), settings.domain.system_prompt,
+                          ToolSchema.from_file(settings.domain.tools_file), evaluation, champion,
+                          settings.stages.deployment.n_threads, context.log.info)
+        report = result.report
+        verdicts = evaluation_verdicts(report, evaluation)
+        report["decision"] = decision(verdicts)
+        report["gates"] = {name: v.__dict__ for name, v in verdicts.items()}
+        with artifacts.store.write("eval_report", inputs=inputs, config=config) as out:
+            write_json(out.dir / "eval_report.json", report)
+            write_json(out.dir / "llm_judge_scores.json", result.judge)
+            write_json(out.dir / "regression_analysis.json", result.regression)
+            write_jsonl(out.dir / "predictions.jsonl", result.predictions)
+            (out.dir / "confusion_matrix.png").write_bytes(confusion_png(report["confusion"]))
+            out.metrics = {k: report[k] for k in ("n", "task_accuracy", "valid_json_rate", "llm_judge_score",
+                                                  "judge_agreement", "decision")}
+        evaluated = artifacts.store.get("eval_report", out.version)
+    report = read_json(evaluated.path / "eval_report.json")
     context.log.info(f"task accuracy {report['task_accuracy']:.3f}, judge {report['llm_judge_score']:.3f} "
                      f"(agreement {report['judge_agreement']:.2f}), safety {report['safety_check']['pass_rate']:.2f}, "
                      f"decision {report['decision']}")
     return artifact_result(
-        out, **out.metrics,
+        evaluated, **evaluated.metrics,
         safety_pass_rate=report["safety_check"]["pass_rate"],
         over_refusal_rate=report["safety_check"]["over_refusal_rate"],
         baseline_comparison=MetadataValue.json(report["baseline_comparison"]),
         per_tool=MetadataValue.json(report["per_tool"]),
-        confusion_matrix=markdown_image(out.dir / "confusion_matrix.png"),
+        confusion_matrix=markdown_image(evaluated.path / "confusion_matrix.png"),
         failures=MetadataValue.json([{k: f[k] for k in ("id", "expected", "got")} for f in report["failures"][:20]]),
     )
+
+
+def _evaluation_of_served(artifacts: ArtifactStoreResource, champion: dict | None, inputs: dict, config: dict):
+    """When the candidate is what is served already (same adapter, data and evaluation config),
+    the evaluation that gated it stands: comparing a model with itself would say nothing."""
+    version = (champion or {}).get("inputs", {}).get("eval_report")
+    if not version or not (artifacts.store.root / "eval_report" / version).is_dir():
+        return None
+    served = artifacts.store.get("eval_report", version)
+    same = all(served.manifest["inputs"].get(k) == inputs[k] for k in ("base_model", "sft_adapter", "curated_dataset"))
+    return served if same and served.manifest["config"] == config else None

@@ -4,9 +4,10 @@
 from dagster import AssetExecutionContext, MetadataValue, asset
 
 from llmops_assets.artifacts import read_json, read_jsonl, write_json
+from llmops_assets.conditions import AFTER_UPSTREAM_GATES
 from llmops_assets.plots import loss_curve_png, markdown_image
 from llmops_assets.resources import ArtifactStoreResource, PipelineConfig, artifact_result
-from llmops_assets.training.base_models import build_base_model
+from llmops_assets.training.base_models import build_base_model, build_inputs
 from llmops_assets.training.sft import train_sft
 
 
@@ -16,35 +17,45 @@ def base_model(context: AssetExecutionContext, pipeline: PipelineConfig, artifac
     spec = settings.stages.training.base_model
     corpus = [m.get("content") or "" for path in settings.stages.data.sources if path.is_file()
               for row in read_jsonl(path) for m in row.get("messages", [])] + [settings.domain.system_prompt]
-    with artifacts.store.write("base_model", config={"base_model": spec}) as out:
-        context.log.info(f"building base model {spec!r}")
-        out.metrics = build_base_model(spec, out.dir / "model", corpus)
-    return artifact_result(out, **{k: str(v) for k, v in out.metrics.items()})
+    inputs = build_inputs(spec, corpus)
+    config = {"base_model": spec}
+    built = artifacts.reusable(context, "base_model", inputs, config)
+    if built is None:
+        with artifacts.store.write("base_model", inputs=inputs, config=config) as out:
+            context.log.info(f"building base model {spec!r}")
+            out.metrics = build_base_model(spec, out.dir / "model", corpus)
+        built = artifacts.store.get("base_model", out.version)
+    return artifact_result(built, **{k: str(v) for k, v in built.metrics.items()})
 
 
-@asset(group_name="training", deps=["base_model", "curated_dataset"],
+@asset(automation_condition=AFTER_UPSTREAM_GATES, group_name="training", deps=["base_model", "curated_dataset"],
        description="LoRA adapter from supervised fine-tuning on the train split (loss on the answer only).")
 def sft_adapter(context: AssetExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
     settings = pipeline.settings
     base = artifacts.upstream(context, "base_model")
     data = artifacts.upstream(context, "curated_dataset")
     training = settings.stages.training
-    with artifacts.store.write("sft_adapter", inputs={"base_model": base.version, "curated_dataset": data.version},
-                               config=training.model_dump(mode="json")) as out:
-        outcome = train_sft(
-            base.path / "model", read_jsonl(data.path / "train.jsonl"), read_jsonl(data.path / "validation.jsonl"),
-            training, settings.domain.system_prompt, out.dir / "adapter_weights", out.dir.parent / ".work",
-            context.log.info,
-        )
-        _record_base_by_version(out.dir / "adapter_weights" / "adapter_config.json", base.version)
-        metrics = outcome.to_json()
-        write_json(out.dir / "training_metrics.json", metrics)
-        (out.dir / "loss_curves.png").write_bytes(loss_curve_png(outcome.train_losses, outcome.eval_points))
-        out.metrics = {k: v for k, v in metrics.items() if not k.endswith("_history")}
+    inputs = {"base_model": base.version, "curated_dataset": data.version}
+    config = training.model_dump(mode="json")
+    adapter = artifacts.reusable(context, "sft_adapter", inputs, config)
+    if adapter is None:
+        with artifacts.store.write("sft_adapter", inputs=inputs, config=config) as out:
+            outcome = train_sft(
+                base.path / "model", read_jsonl(data.path / "train.jsonl"), read_jsonl(data.path / "validation.jsonl"),
+                training, settings.domain.system_prompt, out.dir / "adapter_weights", out.dir.parent / ".work",
+                context.log.info,
+            )
+            _record_base_by_version(out.dir / "adapter_weights" / "adapter_config.json", base.version)
+            metrics = outcome.to_json()
+            write_json(out.dir / "training_metrics.json", metrics)
+            (out.dir / "loss_curves.png").write_bytes(loss_curve_png(outcome.train_losses, outcome.eval_points))
+            out.metrics = {k: v for k, v in metrics.items() if not k.endswith("_history")}
+        adapter = artifacts.store.get("sft_adapter", out.version)
+    history = read_json(adapter.path / "training_metrics.json")["validation_loss_history"]
     return artifact_result(
-        out, **{k: v for k, v in out.metrics.items() if isinstance(v, (int, float, str))},
-        loss_curves=markdown_image(out.dir / "loss_curves.png"),
-        validation_loss_history=MetadataValue.json(outcome.eval_points),
+        adapter, **{k: v for k, v in adapter.metrics.items() if isinstance(v, (int, float, str))},
+        loss_curves=markdown_image(adapter.path / "loss_curves.png"),
+        validation_loss_history=MetadataValue.json(history),
     )
 
 

@@ -13,6 +13,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from llmops_assets.artifacts import text_sha256
+
 CHATML_TEMPLATE = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content']"
     " + '<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
@@ -32,6 +34,17 @@ def build_base_model(spec: str, out_dir: Path, corpus: list[str]) -> dict[str, A
     else:
         _download_from_hub(spec, out_dir)
     return describe(out_dir) | {"source": spec}
+
+
+def build_inputs(spec: str, corpus: list[str]) -> dict[str, str]:
+    """What the built model depends on besides its name: the corpus for a model built from
+    scratch, the files (names, sizes, times) of a local folder. Same inputs, same model."""
+    if spec == "tiny-llama":
+        return {"corpus_sha256": text_sha256("\n".join(corpus))}
+    if Path(spec).expanduser().is_dir():
+        files = sorted(p for p in Path(spec).expanduser().rglob("*") if p.is_file())
+        return {"folder_files": text_sha256(json.dumps([(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files]))}
+    return {}
 
 
 def describe(model_dir: Path) -> dict[str, Any]:

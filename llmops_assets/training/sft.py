@@ -188,6 +188,8 @@ class _Budget:
                                 f"elapsed {elapsed:.0f}s ETA {eta:.0f}s")
 
             def on_step_end(self, args, state, control, **kwargs):
+                if state.global_step >= state.max_steps:
+                    control.should_log = True  # the final loss is always logged, however short the run
                 if time.monotonic() - budget.started > budget.seconds:
                     budget.exceeded = True
                     control.should_training_stop = True

@@ -8,11 +8,12 @@ import sys
 
 import pytest
 
-from llmops_assets.artifacts import Artifact
+from llmops_assets.artifacts import Artifact, ArtifactStore
 from llmops_assets.chat import parse_tool_call
 from llmops_assets.deployment import release, servers
 from llmops_assets.settings import DEFAULT_CONFIG, load_settings
 from llmops_assets.tools import ToolCall
+from llmops_assets_tests.conftest import derived_config
 
 pytestmark = pytest.mark.slow
 
@@ -64,3 +65,28 @@ def test_served_model_answers_with_the_right_tool_call(default_run):
                 {"role": "user", "content": "Delete task 17"}]
     answer = servers.chat(status["endpoint"], status["model_name"], messages)
     assert parse_tool_call(answer) == ToolCall("delete_task", {"task_id": 17})
+
+
+def test_a_regressed_adapter_fails_the_regression_gate_and_changes_nothing(default_run, tmp_path):
+    """An adapter trained for 2 steps answers like the base model: against the deployed champion
+    on the same test set that is a regression beyond noise, and nothing served changes.
+    (Shuffling the source's labels would not do: it shuffles the test labels too.)"""
+    _, home = default_run
+    before = release.read_status(home)
+    relaxed = {"max_final_loss": 100, "max_validation_rise": 100}  # let the weak adapter reach evaluation
+    config = derived_config(tmp_path, {"stages": {"training": {"max_steps": 2, "quality_gate": relaxed}}},
+                            base=DEFAULT_CONFIG)
+    env = os.environ | {"LLMOPS_HOME": str(home), "DAGSTER_HOME": str(home.parent / "dagster")}
+    done = subprocess.run([sys.executable, "-m", "llmops_assets.cli", "--config", str(config), "run"],
+                          env=env, cwd=home.parent, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+    gates = {line.split()[1]: line.split()[-1] for line in done.stdout.splitlines()
+             if line.rstrip().endswith(("PASS", "FAIL", "WARN"))}
+    assert gates["no_regression"] == "FAIL", done.stdout[-3000:]
+    [candidate] = [a for a in ArtifactStore(home).versions("eval_report")
+                   if a.manifest["inputs"]["champion"] == before["version"]]
+    regression = json.loads((candidate.path / "regression_analysis.json").read_text())
+    accuracy = regression["metrics"]["task_accuracy"]
+    assert regression["regressed"] and accuracy["ci_high"] < 0 and accuracy["delta"] < -0.05
+    after = release.read_status(home)
+    assert (after["version"], after["pid"], after["deployed_at"]) == (before["version"], before["pid"], before["deployed_at"])

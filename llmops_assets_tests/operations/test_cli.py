@@ -1,0 +1,101 @@
+"""The `llmops` CLI as CI and operators use it, on the tiny profile in a throwaway instance:
+gates re-run against the latest materializations, a no-op rerun that rebuilds nothing, and
+re-execution from failure that reruns only what failed and what follows."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from llmops_assets.deployment import release, servers
+from llmops_assets_tests.conftest import TINY_CONFIG, derived_config
+
+pytestmark = pytest.mark.slow  # five tiny pipeline runs through the CLI, ~3 min
+
+
+def gate_table(stdout: str) -> dict[str, str]:
+    return {line.split()[1]: line.split()[-1] for line in stdout.splitlines()
+            if line.rstrip().endswith(("PASS", "FAIL", "WARN"))}
+
+
+def step_names(stdout: str) -> set[str]:
+    lines = stdout.split("step wall times:")[1].split("\n\n")[0].splitlines()
+    return {line.split()[0] for line in lines if line.strip()}
+
+
+@pytest.fixture(scope="module")
+def llmops(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ops")
+    env = os.environ | {"LLMOPS_HOME": str(root / "llmops"), "DAGSTER_HOME": str(root / "dagster"),
+                        "LLMOPS_CONFIG": str(TINY_CONFIG)}
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "llmops_assets.cli", *args], env=env, cwd=root,
+                              capture_output=True, text=True, timeout=900)
+
+    first = run("run")
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    run.home, run.root = root / "llmops", root
+    yield run
+    for record in release.history(root / "llmops"):
+        if record.get("pid"):
+            servers.stop(record["pid"])
+
+
+def test_check_passes_on_the_latest_materializations(llmops):
+    done = llmops("check")
+    assert done.returncode == 0, done.stdout[-3000:]
+    gates = gate_table(done.stdout)
+    assert len(gates) == 15 and set(gates.values()) == {"PASS"}, gates
+    assert "sft_adapter " not in done.stdout.split("step wall times:")[1].split("\n\n")[0]  # nothing rebuilt
+
+
+def test_check_fails_loudly_when_a_gate_fails(llmops, tmp_path):
+    strict = derived_config(tmp_path, {"stages": {"evaluation": {"quality_gate": {"min_task_accuracy": 1.0}}}})
+    done = llmops("--config", str(strict), "check", "--select", "eval_report")
+    assert done.returncode == 1, done.stdout[-3000:]
+    gates = gate_table(done.stdout)
+    assert set(gates) == {"task_accuracy", "llm_judge", "no_regression", "safety"}, gates
+    assert gates["task_accuracy"] == "FAIL"
+
+
+def test_a_rerun_with_nothing_changed_rebuilds_nothing(llmops):
+    before = release.read_status(llmops.home)
+    done = llmops("run")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for asset in ("base_model", "sft_adapter", "eval_report", "merged_model", "gguf_model"):
+        assert f"{asset}: inputs and config unchanged" in done.stderr, asset
+    assert "already served and answering" in done.stderr
+    after = release.read_status(llmops.home)
+    assert (after["version"], after["pid"], after["deployed_at"]) == (before["version"], before["pid"], before["deployed_at"])
+
+
+def test_rebuild_retrains_even_when_nothing_changed(llmops):
+    done = llmops("run", "--job", "retrain", "--rebuild")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "sft_adapter: inputs and config unchanged" not in done.stderr
+    assert "step 12/12" in done.stderr  # the training log of a real run
+
+
+def test_rerun_from_failure_runs_only_what_failed_and_what_follows(llmops, tmp_path):
+    before = release.read_status(llmops.home)
+    strict = derived_config(tmp_path, {"stages": {"evaluation": {"quality_gate": {"min_task_accuracy": 1.0}}}})
+    failed = llmops("--config", str(strict), "run")
+    assert failed.returncode == 1 and gate_table(failed.stdout)["task_accuracy"] == "FAIL"
+    assert release.read_status(llmops.home)["version"] == before["version"]
+    fixed = llmops("rerun")  # back on the project's config: the gate passes now
+    assert fixed.returncode == 0, fixed.stdout[-3000:] + fixed.stderr[-3000:]
+    steps = step_names(fixed.stdout)
+    assert "eval_report_task_accuracy" in steps and {"merged_model", "gguf_model", "deployed_model"} <= steps
+    assert not steps & {"base_model", "raw_examples", "curated_dataset", "sft_adapter", "eval_report"}, steps
+
+
+def test_status_shows_what_is_served_its_lineage_and_the_gates(llmops):
+    done = llmops("status")
+    assert done.returncode == 0, done.stdout[-2000:]
+    status = json.loads((llmops.home / "deployment_status.json").read_text())
+    assert f"version {status['version']}" in done.stdout and "(answering)" in done.stdout
+    assert "lineage: gguf_model " in done.stdout
+    assert len(gate_table(done.stdout)) == 15

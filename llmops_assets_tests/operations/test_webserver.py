@@ -1,0 +1,105 @@
+"""The real `dagster-webserver`: its GraphQL asset graph matches the definitions, and headless
+Chromium shows every asset and gate in the lineage (a screenshot is kept for people to see)."""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from llmops_assets.definitions import ASSETS, CHECKS
+from llmops_assets_tests.conftest import TINY_CONFIG
+from llmops_assets_tests.operations.processes import graphql, instance_env, webserver
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+SCREENSHOTS = Path(os.environ.get("LLMOPS_SCREENSHOTS", Path(__file__).parents[2] / ".llmops" / "screenshots"))
+# As root on a machine with no outside network: no sandbox, no GPU, no background connections.
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"]
+ASSET_GRAPH = """{ assetNodes { assetKey { path } groupName dependencyKeys { path }
+  automationCondition { label }
+  assetChecksOrError { ... on AssetChecks { checks { name blocking } } } } }"""
+
+
+@pytest.fixture(scope="module")
+def dagster_ui(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ui")
+    with webserver(root, instance_env(root, TINY_CONFIG)) as url:
+        yield url
+
+
+def expected_graph() -> dict[str, dict]:
+    checks: dict[str, set] = {}
+    for check in CHECKS:
+        for spec in check.check_specs:
+            checks.setdefault(spec.asset_key.to_user_string(), set()).add((spec.name, spec.blocking))
+    return {
+        asset.key.to_user_string(): {
+            "group": asset.group_names_by_key[asset.key],
+            "deps": {dep.to_user_string() for dep in asset.asset_deps[asset.key]},
+            "checks": checks.get(asset.key.to_user_string(), set()),
+            "automated": asset.automation_conditions_by_key.get(asset.key) is not None,
+        } for asset in ASSETS
+    }
+
+
+def test_graphql_asset_graph_matches_the_definitions(dagster_ui):
+    nodes = graphql(dagster_ui, ASSET_GRAPH)["assetNodes"]
+    served = {
+        "/".join(n["assetKey"]["path"]): {
+            "group": n["groupName"],
+            "deps": {"/".join(d["path"]) for d in n["dependencyKeys"]},
+            "checks": {(c["name"], c["blocking"]) for c in n["assetChecksOrError"]["checks"]},
+            "automated": n["automationCondition"] is not None,
+        } for n in nodes
+    }
+    assert served == expected_graph()
+    assert all(blocking for node in served.values() for _, blocking in node["checks"])
+    assert sum(len(node["checks"]) for node in served.values()) == 15
+
+
+@pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (.ci/run installs Debian's chromium)")
+def test_lineage_in_the_browser_shows_every_asset_and_gate(dagster_ui):
+    from playwright.sync_api import sync_playwright
+
+    expected = expected_graph()
+    graphql(dagster_ui, "mutation { setNuxSeen }")  # the first-visit modal would cover the graph
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1800, "height": 1300})
+            page.goto(f"{dagster_ui}/asset-groups", wait_until="networkidle")
+            # The global lineage opens with every group collapsed: graph settings -> Expand all groups.
+            expect_count(page.locator('[aria-label="unfold_more"]'), 4)
+            page.locator('[aria-label="settings"]').last.click()
+            page.get_by_role("menuitem", name="Expand all groups").click()
+            page.keyboard.press("Escape")
+            expect_count(page.locator('[aria-label="unfold_more"]'), 0)
+            graph = page.locator("[data-svg-viewport]")
+            for asset in expected:
+                expect_visible(graph.get_by_text(asset, exact=True))
+            page.wait_for_timeout(500)  # let the closed menu fade out of the picture
+            page.screenshot(path=str(SCREENSHOTS / "lineage.png"))
+            for asset, node in expected.items():
+                if not node["checks"]:
+                    continue
+                page.goto(f"{dagster_ui}/assets/{asset}?view=checks", wait_until="networkidle")
+                expect_visible(page.get_by_text(f"Checks ({len(node['checks'])})"))
+                for name, _ in node["checks"]:
+                    expect_visible(page.get_by_text(name, exact=True).first)
+                expect_visible(page.get_by_text("This is a blocking asset check."))
+        finally:
+            browser.close()
+
+
+def expect_visible(locator):
+    from playwright.sync_api import expect
+
+    expect(locator).to_be_visible(timeout=30_000)
+
+
+def expect_count(locator, count: int):
+    from playwright.sync_api import expect
+
+    expect(locator).to_have_count(count, timeout=30_000)

@@ -1,0 +1,56 @@
+"""The new-data sensor's decisions and the artifact reuse behind fast no-op reruns."""
+
+from dagster import AssetMaterialization, DagsterInstance, MetadataValue, RunRequest, SkipReason, build_sensor_context
+
+from llmops_assets.artifacts import ArtifactStore
+from llmops_assets.automation import new_data_sensor
+from llmops_assets.data.ingest import changed_sources, source_fingerprints
+from llmops_assets.resources import PipelineConfig
+from llmops_assets_tests.conftest import derived_config
+
+
+def tick(instance, config):
+    context = build_sensor_context(instance=instance, resources={"pipeline": PipelineConfig(config_path=str(config))})
+    return new_data_sensor(context)
+
+
+def record_ingest(instance, files: dict[str, str]):
+    metadata = {"source_files": MetadataValue.json(files)}
+    instance.report_runless_asset_event(AssetMaterialization("raw_examples", metadata=metadata))
+
+
+def test_changed_sources_names_added_changed_and_removed_files():
+    assert changed_sources({"a": "1", "b": "2"}, {"a": "1", "b": "0", "c": "3"}) == {"b": "2", "c": None}
+    assert changed_sources({"a": "1"}, {"a": "1"}) == {}
+
+
+def test_the_sensor_launches_once_per_new_state_of_the_sources(tmp_path):
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    (folder / "a.jsonl").write_text('{"messages": []}\n')
+    config = derived_config(tmp_path, {"stages": {"data": {"sources": [str(folder)]}}})
+    instance = DagsterInstance.ephemeral()
+
+    first = tick(instance, config)
+    assert isinstance(first, RunRequest)
+    assert {k.to_user_string() for k in first.asset_selection} == {"base_model", "raw_examples", "curated_dataset"}
+    assert tick(instance, config).run_key == first.run_key  # a repeated tick asks for the same run: deduplicated
+
+    instance.report_runless_asset_event(AssetMaterialization("base_model"))
+    record_ingest(instance, source_fingerprints([folder]))
+    assert isinstance(tick(instance, config), SkipReason)
+
+    (folder / "b.jsonl").write_text('{"messages": []}\n')
+    second = tick(instance, config)
+    assert isinstance(second, RunRequest) and second.run_key != first.run_key
+    assert {k.to_user_string() for k in second.asset_selection} == {"raw_examples", "curated_dataset"}
+    assert second.tags["llmops/changed_files"] == "1"
+
+
+def test_the_store_finds_an_artifact_built_from_the_same_inputs_and_config(tmp_path):
+    store = ArtifactStore(tmp_path)
+    with store.write("sft_adapter", inputs={"base_model": "b1"}, config={"lr": 0.1}) as out:
+        (out.dir / "weights").write_text("w")
+    assert store.find("sft_adapter", {"base_model": "b1"}, {"lr": 0.1}).version == out.version
+    assert store.find("sft_adapter", {"base_model": "b2"}, {"lr": 0.1}) is None
+    assert store.find("sft_adapter", {"base_model": "b1"}, {"lr": 0.2}) is None
