@@ -107,6 +107,12 @@ class ArtifactStore:
                    if _canonical({"inputs": a.manifest["inputs"], "config": a.manifest["config"]}) == wanted]
         return matches[-1] if matches else None
 
+    def work_dir(self, asset: str, inputs: dict[str, str], config: dict[str, Any]) -> Path:
+        """Scratch space of one build (checkpoints): the same inputs and config get the same
+        folder, so a retry after a crash or kill finds what the failed attempt left there."""
+        key = hashlib.sha256(_canonical({"inputs": inputs, "config": config}).encode()).hexdigest()[:16]
+        return self.root / asset / ".work" / key
+
     def versions(self, asset: str) -> list[Artifact]:
         """Complete versions of an asset, oldest first."""
         parent = self.root / asset

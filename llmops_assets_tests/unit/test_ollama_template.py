@@ -11,14 +11,9 @@ from pathlib import Path
 import pytest
 
 from llmops_assets.deployment.packaging import chat_markers, ollama_spec
-from llmops_assets.training.base_models import CHATML_TEMPLATE, build_base_model
+from llmops_assets.training.base_models import CHATML_TEMPLATE, GEMMA_TEMPLATE, build_base_model
 
 RENDERER = Path(__file__).parent.parent / "support" / "render_template.go"
-GEMMA_TEMPLATE = (
-    "{{ bos_token }}{% for message in messages %}{% set role = 'model' if message['role'] == 'assistant' "
-    "else message['role'] %}{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
-)
 CONVERSATIONS = [
     [{"role": "user", "content": "Add task: Buy milk"}],
     [{"role": "user", "content": "List open tasks"},
