@@ -10,10 +10,7 @@ from dagster import MetadataValue
 
 
 def loss_curve_png(train: list[tuple[int, float]], validation: list[tuple[int, float]]) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     figure, axes = plt.subplots(figsize=(6, 3.5), dpi=100)
     if train:
@@ -25,11 +22,21 @@ def loss_curve_png(train: list[tuple[int, float]], validation: list[tuple[int, f
     axes.set_yscale("log")
     axes.grid(alpha=0.3)
     axes.legend()
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    plt.close(figure)
-    return buffer.getvalue()
+    return _png(figure)
+
+
+def data_profile_png(token_counts: list[int], per_tool: dict[str, int]) -> bytes:
+    """Token lengths (histogram) and examples per tool (bars) of a curated dataset."""
+    plt = _pyplot()
+
+    figure, (lengths, tools) = plt.subplots(1, 2, figsize=(10, 3.5), dpi=100)
+    lengths.hist(token_counts, bins=30, color="#4c72b0")
+    lengths.set_xlabel("tokens per example")
+    lengths.set_ylabel("examples")
+    tools.bar(list(per_tool), list(per_tool.values()), color="#55a868")
+    tools.set_ylabel("examples")
+    tools.tick_params(axis="x", rotation=30)
+    return _png(figure)
 
 
 def markdown_image(path: Path) -> MetadataValue:
@@ -39,10 +46,7 @@ def markdown_image(path: Path) -> MetadataValue:
 
 def confusion_png(table: dict[str, dict[str, int]]) -> bytes:
     """Expected tool (rows) against answered tool (columns), counts in the cells."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     rows = sorted(table)
     columns = sorted({c for row in table.values() for c in row} | set(rows))
@@ -56,8 +60,21 @@ def confusion_png(table: dict[str, dict[str, int]]) -> bytes:
     for i, row in enumerate(counts):
         for j, value in enumerate(row):
             axes.text(j, i, str(value), ha="center", va="center")
+    return _png(figure)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(figure) -> bytes:
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
-    plt.close(figure)
+    _pyplot().close(figure)
     return buffer.getvalue()

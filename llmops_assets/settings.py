@@ -47,8 +47,19 @@ class DataGate(_Strict):
     max_mean_tokens: float = Field(2048, gt=0)
 
 
+class NearDuplicateSettings(_Strict):
+    """MinHash LSH over word shingles of the normalized example; a match is a near duplicate when
+    the estimated Jaccard similarity reaches `threshold`."""
+
+    enabled: bool = True
+    threshold: float = Field(0.85, gt=0, le=1)
+    num_perm: int = Field(128, ge=16)
+    shingle_words: int = Field(3, ge=1)
+
+
 class DataSettings(_Strict):
     sources: list[Path] = [PACKAGE_DIR / "data" / "seed" / "task_api_examples.jsonl"]
+    near_duplicates: NearDuplicateSettings = NearDuplicateSettings()
     split: SplitSettings = SplitSettings()
     quality_gate: DataGate = DataGate()
 

@@ -8,6 +8,7 @@ from llmops_assets.chat import model_messages, prompt_and_completion
 from llmops_assets.conditions import AFTER_UPSTREAM_GATES
 from llmops_assets.data.curate import SPLITS, curate
 from llmops_assets.data.ingest import IngestResult, ingest
+from llmops_assets.plots import data_profile_png, markdown_image
 from llmops_assets.resources import ArtifactStoreResource, PipelineConfig, artifact_result
 from llmops_assets.tools import ToolSchema
 
@@ -47,7 +48,8 @@ def curated_dataset(context: AssetExecutionContext, pipeline: PipelineConfig, ar
 
     split_settings = settings.stages.data.split
     result = curate(ingested, ToolSchema.from_file(settings.domain.tools_file),
-                    split_settings.model_dump(exclude={"seed"}), split_settings.seed, count_tokens)
+                    split_settings.model_dump(exclude={"seed"}), split_settings.seed, count_tokens,
+                    settings.stages.data.near_duplicates, settings.stages.training.max_seq_length)
     report = result.report
     context.log.info(f"{report['input_rows']} rows in: {report['total_examples']} accepted, "
                      f"{report['quarantined']} quarantined, {report['duplicates_removed']} duplicates")
@@ -58,12 +60,15 @@ def curated_dataset(context: AssetExecutionContext, pipeline: PipelineConfig, ar
         write_jsonl(out.dir / "quarantine.jsonl", result.quarantined)
         write_jsonl(out.dir / "duplicates.jsonl", result.duplicates)
         write_json(out.dir / "data_quality_report.json", report)
+        (out.dir / "data_profile.png").write_bytes(data_profile_png(result.token_counts, report["per_tool"]))
         out.metrics = {k: v for k, v in report.items() if k != "source_files"}
     return artifact_result(
         out,
         **{k: report[k] for k in ("total_examples", "train_count", "validation_count", "test_count",
-                                  "quarantined", "duplicates_removed", "avg_tokens")},
+                                  "quarantined", "duplicates_removed", "near_duplicates", "avg_tokens", "p95_tokens",
+                                  "max_tokens", "truncated_examples")},
         per_tool=MetadataValue.json(report["per_tool"]),
+        data_profile=markdown_image(out.dir / "data_profile.png"),
         first_quarantined=MetadataValue.json(result.quarantined[:5]),
     )
 

@@ -16,6 +16,7 @@ from typing import Any
 from llmops_assets.chat import tool_calls_of
 from llmops_assets.data.ingest import IngestResult, quarantine_entry
 from llmops_assets.data.validate import format_problems
+from llmops_assets.settings import NearDuplicateSettings
 from llmops_assets.tools import ToolSchema
 
 SPLITS = ("train", "validation", "test")
@@ -27,6 +28,7 @@ class CurationResult:
     quarantined: list[dict[str, Any]]
     duplicates: list[dict[str, Any]]
     report: dict[str, Any]
+    token_counts: list[int]
 
 
 def curate(
@@ -35,8 +37,10 @@ def curate(
     ratios: dict[str, float],
     seed: int,
     count_tokens: Callable[[dict[str, Any]], int],
+    near: NearDuplicateSettings | None = None,
+    max_seq_length: int | None = None,
 ) -> CurationResult:
-    """Validate -> exact dedup -> stratified deterministic split -> report."""
+    """Validate -> exact dedup -> near dedup -> stratified deterministic split -> report."""
     quarantined = list(ingested.quarantined)
     valid: list[dict[str, Any]] = []
     for record in ingested.records:
@@ -45,11 +49,21 @@ def curate(
             quarantined.append(quarantine_entry(record["origin"], "; ".join(problems), record["messages"]))
         else:
             valid.append(record)
+    if not valid:
+        reasons = "; ".join(f"{q['origin']}: {q['reason']}" for q in quarantined[:3])
+        raise ValueError(f"no valid example in {', '.join(ingested.files) or 'the sources'} "
+                         f"({len(quarantined)} rows quarantined; first: {reasons})")
     unique, duplicates = deduplicate(valid)
+    if near is not None and near.enabled:
+        unique, near_duplicates = near_deduplicate(unique, near)
+        duplicates += near_duplicates
     splits = split(unique, ratios, seed)
     tokens = [count_tokens(r) for part in splits.values() for r in part]
     report = _report(ingested, quarantined, duplicates, splits, tokens)
-    return CurationResult(splits, quarantined, duplicates, report)
+    report["p95_tokens"] = statistics.quantiles(tokens, n=20)[-1] if len(tokens) > 1 else float(max(tokens, default=0))
+    if max_seq_length:  # examples training will cut short
+        report["truncated_examples"] = sum(t > max_seq_length for t in tokens)
+    return CurationResult(splits, quarantined, duplicates, report, tokens)
 
 
 def normalized_text(messages: list[dict[str, Any]]) -> str:
@@ -68,11 +82,43 @@ def deduplicate(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], li
     for record in records:
         key = normalized_text(record["messages"])
         if key in first_by_text:
-            duplicates.append({"origin": record["origin"], "duplicate_of": first_by_text[key]["origin"]})
+            duplicates.append({"origin": record["origin"], "duplicate_of": first_by_text[key]["origin"], "kind": "exact"})
         else:
             first_by_text[key] = record
             unique.append(record)
     return unique, duplicates
+
+
+def near_deduplicate(records: list[dict[str, Any]], settings: NearDuplicateSettings,
+                     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Keep the first of each group of near-identical examples (MinHash LSH candidates, confirmed
+    by their estimated Jaccard similarity); the others name the kept one and the similarity."""
+    from rensa import RMinHash, RMinHashLSH
+
+    lsh = RMinHashLSH(threshold=settings.threshold, num_perm=settings.num_perm, num_bands=_bands(settings.num_perm))
+    kept: dict[int, tuple[dict[str, Any], Any]] = {}
+    unique, duplicates = [], []
+    for index, record in enumerate(records):
+        words = normalized_text(record["messages"]).split()
+        width = settings.shingle_words
+        signature = RMinHash(num_perm=settings.num_perm, seed=42)
+        signature.update([" ".join(words[i:i + width]) for i in range(max(1, len(words) - width + 1))])
+        similar = sorted((kept[k][1].jaccard(signature), -k) for k in lsh.query(signature)
+                         if kept[k][1].jaccard(signature) >= settings.threshold)
+        if similar:
+            similarity, negative_key = similar[-1]
+            duplicates.append({"origin": record["origin"], "duplicate_of": kept[-negative_key][0]["origin"],
+                               "kind": "near", "similarity": round(similarity, 3)})
+            continue
+        kept[index] = (record, signature)
+        lsh.insert(index, signature)
+        unique.append(record)
+    return unique, duplicates
+
+
+def _bands(num_perm: int) -> int:
+    """Bands of 8 rows: candidates from a similarity of ~0.7 up, confirmed against the threshold."""
+    return max(1, num_perm // 8)
 
 
 def primary_tool(record: dict[str, Any]) -> str:
@@ -128,6 +174,9 @@ def _report(ingested: IngestResult, quarantined: list, duplicates: list,
         "test_count": len(splits["test"]),
         "quarantined": format_errors,
         "duplicates_removed": len(duplicates),
+        "exact_duplicates": sum(d["kind"] == "exact" for d in duplicates),
+        "near_duplicates": sum(d["kind"] == "near" for d in duplicates),
+        "near_duplicate_clusters": len({d["duplicate_of"] for d in duplicates if d["kind"] == "near"}),
         "format_errors": format_errors,
         "format_valid_ratio": (input_rows - format_errors) / input_rows if input_rows else 0.0,
         "dedup_ratio": len(duplicates) / candidates if candidates else 0.0,

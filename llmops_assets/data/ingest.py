@@ -1,13 +1,16 @@
 """Read raw sources into records with a stable id and their origin; quarantine what cannot be read.
 
-Nothing is dropped silently: every input line ends up either as a record or as a quarantine
-entry that names its file, its line and the reason.
+Sources: JSONL, CSV, Parquet, and datasets saved with Hugging Face `save_to_disk`; rows in chat
+`messages` form, prompt/completion or instruction/response, all normalized to chat messages.
+Nothing is dropped silently: every input row ends up either as a record or as a quarantine entry
+that names its file, its line or row, and the reason.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,38 +27,143 @@ class IngestResult:
         return len(self.records) + len(self.quarantined)
 
 
+SUFFIXES = (".jsonl", ".csv", ".parquet")
+SHAPES = "'messages', 'prompt' + 'completion', or 'instruction' (+ 'input') + 'response'/'output'"
+
+
 def ingest(sources: list[Path]) -> IngestResult:
-    """Read every `*.jsonl` under the given files/folders, in a stable order."""
+    """Read every JSONL, CSV and Parquet file and every saved Hugging Face dataset under the given
+    files/folders, in a stable order, normalizing each row to chat messages."""
     result = IngestResult()
-    files = _expand(sources)
-    if not files:
-        raise FileNotFoundError(f"no .jsonl files found in {', '.join(map(str, sources))}")
-    for path in files:
-        data = path.read_bytes()
-        result.files[str(path)] = hashlib.sha256(data).hexdigest()
-        for number, raw in enumerate(data.splitlines(), start=1):
-            origin = f"{path}:{number}"
-            if not raw.strip():
+    for path in _expand(sources):
+        result.files[str(path)] = fingerprint(path)
+        for origin, row in _rows(path):
+            if isinstance(row, Unreadable):
+                result.quarantined.append(quarantine_entry(origin, row.reason, row.raw))
                 continue
-            try:
-                row = json.loads(raw.decode("utf-8"))
-            except UnicodeDecodeError as exc:
-                result.quarantined.append(quarantine_entry(origin, f"not UTF-8: {exc.reason}", raw))
+            messages = to_messages(row)
+            if isinstance(messages, str):
+                result.quarantined.append(quarantine_entry(origin, messages, row))
                 continue
-            except json.JSONDecodeError as exc:
-                result.quarantined.append(quarantine_entry(origin, f"malformed JSON: {exc.msg} at column {exc.colno}", raw))
-                continue
-            if not isinstance(row, dict) or not isinstance(row.get("messages"), list):
-                result.quarantined.append(quarantine_entry(origin, "expected an object with a 'messages' list", raw))
-                continue
-            result.records.append({"id": example_id(row["messages"]), "origin": origin, "messages": row["messages"]})
+            result.records.append({"id": example_id(messages), "origin": origin, "messages": messages})
     return result
 
 
+@dataclass
+class Unreadable:
+    reason: str
+    raw: Any
+
+
+def _rows(path: Path) -> Iterator[tuple[str, dict | Unreadable]]:
+    """(origin, row) for every row of one source; what cannot be read comes as Unreadable."""
+    if path.is_dir():
+        yield from _table_rows(path, lambda: _load_hf_dataset(path))
+    elif path.suffix == ".csv":
+        yield from _table_rows(path, lambda: _read_csv(path), first_row=2)  # line 1 is the header
+    elif path.suffix == ".parquet":
+        yield from _table_rows(path, lambda: _read_parquet(path))
+    else:
+        yield from _jsonl_rows(path)
+
+
+def _jsonl_rows(path: Path) -> Iterator[tuple[str, dict | Unreadable]]:
+    for number, raw in enumerate(path.read_bytes().splitlines(), start=1):
+        origin = f"{path}:{number}"
+        if not raw.strip():
+            continue
+        try:
+            row = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            yield origin, Unreadable(f"not UTF-8: {exc.reason}", raw)
+            continue
+        except json.JSONDecodeError as exc:
+            yield origin, Unreadable(f"malformed JSON: {exc.msg} at column {exc.colno}", raw)
+            continue
+        yield origin, row if isinstance(row, dict) else Unreadable(f"expected an object with {SHAPES}", row)
+
+
+def _table_rows(path: Path, load, first_row: int = 1) -> Iterator[tuple[str, dict | Unreadable]]:
+    """Rows of a table file; a file that cannot be read at all is one quarantine entry, not a crash."""
+    try:
+        rows = load()
+    except Exception as exc:  # pandas, pyarrow and datasets raise many types for a bad file
+        yield str(path), Unreadable(f"unreadable {path.suffix or 'dataset'} source: {type(exc).__name__}: {exc}", None)
+        return
+    for number, row in enumerate(rows, start=first_row):
+        yield f"{path}:row {number}", row
+
+
+def _read_csv(path: Path) -> list[dict]:
+    import pandas as pd
+
+    return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8").to_dict("records")
+
+
+def _read_parquet(path: Path) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path).to_pylist()
+
+
+def _load_hf_dataset(path: Path) -> list[dict]:
+    from datasets import load_from_disk
+
+    dataset = load_from_disk(str(path))
+    if hasattr(dataset, "keys"):  # a DatasetDict: every split, in the order it was saved
+        return [row for name in dataset.keys() for row in dataset[name]]
+    return list(dataset)
+
+
+def to_messages(row: dict[str, Any]) -> list[Any] | str:
+    """The row as chat messages, or the reason it has none. A completion that is exactly a JSON
+    tool call (`{"name": ..., "arguments": ...}`) becomes an assistant tool call."""
+    if "messages" in row:
+        messages = row["messages"]
+        if isinstance(messages, str):  # CSV cells hold the list as JSON text
+            try:
+                messages = json.loads(messages)
+            except json.JSONDecodeError as exc:
+                return f"'messages' is not valid JSON: {exc.msg} at column {exc.colno}"
+        return messages if isinstance(messages, list) else "expected 'messages' to be a list"
+    if "prompt" in row and "completion" in row:
+        return _exchange(row["prompt"], row["completion"])
+    answer = row.get("response", row.get("output"))
+    if "instruction" in row and answer is not None:
+        request = row["instruction"] if not row.get("input") else f"{row['instruction']}\n\n{row['input']}"
+        return _exchange(request, answer)
+    return f"expected {SHAPES}; got columns {sorted(row)}"
+
+
+def _exchange(request: Any, answer: Any) -> list[dict] | str:
+    if not isinstance(request, str) or not isinstance(answer, str):
+        return "the request and the answer must be text"
+    try:
+        call = json.loads(answer)
+    except json.JSONDecodeError:
+        call = None
+    if isinstance(call, dict) and isinstance(call.get("name"), str):
+        arguments = call.get("arguments", {})
+        function = {"name": call["name"], "arguments": arguments if isinstance(arguments, str) else json.dumps(arguments)}
+        reply = {"role": "assistant", "content": None, "tool_calls": [{"function": function}]}
+    else:
+        reply = {"role": "assistant", "content": answer}
+    return [{"role": "user", "content": request}, reply]
+
+
 def source_fingerprints(sources: list[Path]) -> dict[str, str]:
-    """Each source file and the sha256 of its bytes: what the new-data sensor compares with
-    the files the latest ingest read."""
-    return {str(path): hashlib.sha256(path.read_bytes()).hexdigest() for path in _expand(sources)}
+    """Each source and the sha256 of its content: what the new-data sensor compares with the
+    sources the latest ingest read."""
+    return {str(path): fingerprint(path) for path in _expand(sources)}
+
+
+def fingerprint(path: Path) -> str:
+    """sha256 of a file's bytes; for a saved dataset folder, of its files' names and hashes."""
+    if path.is_file():
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    files = sorted(p for p in path.rglob("*") if p.is_file())
+    listing = [(p.relative_to(path).as_posix(), hashlib.sha256(p.read_bytes()).hexdigest()) for p in files]
+    return hashlib.sha256(json.dumps(listing).encode()).hexdigest()
 
 
 def changed_sources(current: dict[str, str], ingested: dict[str, str]) -> dict[str, str | None]:
@@ -74,16 +182,34 @@ def example_id(messages: list[Any]) -> str:
 def quarantine_entry(origin: str, reason: str, raw: Any) -> dict[str, Any]:
     if isinstance(raw, bytes):
         raw = raw.decode("utf-8", errors="replace")
+    try:
+        json.dumps(raw)
+    except (TypeError, ValueError):  # a table cell of a type JSON cannot hold: keep its text
+        raw = repr(raw)
     return {"origin": origin, "reason": reason, "raw": raw}
 
 
 def _expand(sources: list[Path]) -> list[Path]:
-    files: list[Path] = []
+    """Files with a known suffix and saved Hugging Face datasets (folders with a state.json),
+    each folder walked in name order."""
+    found: list[Path] = []
     for source in sources:
-        if source.is_dir():
-            files.extend(sorted(source.rglob("*.jsonl")))
+        if _is_hf_dataset(source):
+            found.append(source)
+        elif source.is_dir():
+            roots = {p.parent for name in ("state.json", "dataset_dict.json") for p in source.rglob(name)}
+            datasets = sorted(r for r in roots if not any(r != o and r.is_relative_to(o) for o in roots))
+            files = [p for p in source.rglob("*") if p.is_file() and p.suffix in SUFFIXES
+                     and not any(p.is_relative_to(d) for d in datasets)]
+            found.extend(sorted(files + datasets))
         elif source.is_file():
-            files.append(source)
+            found.append(source)
         else:
             raise FileNotFoundError(f"{source}: data source does not exist")
-    return files
+    if not found:
+        raise FileNotFoundError(f"no {', '.join(SUFFIXES)} files or saved datasets in {', '.join(map(str, sources))}")
+    return found
+
+
+def _is_hf_dataset(path: Path) -> bool:
+    return path.is_dir() and ((path / "state.json").is_file() or (path / "dataset_dict.json").is_file())

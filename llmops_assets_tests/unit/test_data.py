@@ -7,7 +7,7 @@ from llmops_assets.data.curate import curate, leaked_examples, split
 from llmops_assets.data.ingest import ingest
 from llmops_assets.data.synth import SEED_FILE, generate_task_api_examples
 from llmops_assets.data.validate import format_problems
-from llmops_assets.settings import load_settings
+from llmops_assets.settings import NearDuplicateSettings, load_settings
 from llmops_assets.tools import ToolSchema
 
 RATIOS = {"train": 0.8, "validation": 0.1, "test": 0.1}
@@ -37,7 +37,7 @@ def test_ingest_quarantines_unreadable_lines_with_file_and_line(tmp_path):
     reasons = {q["origin"]: q["reason"] for q in result.quarantined}
     assert set(reasons) == {f"{source}:2", f"{source}:4", f"{source}:5"}
     assert reasons[f"{source}:2"].startswith("malformed JSON")
-    assert "'messages' list" in reasons[f"{source}:4"]
+    assert "expected an object with 'messages'" in reasons[f"{source}:4"]
     assert reasons[f"{source}:5"].startswith("not UTF-8")
     assert result.records[0]["origin"] == f"{source}:1"
     assert result.records[0]["id"] == result.records[1]["id"]  # same content, same id
@@ -88,3 +88,28 @@ def test_split_is_deterministic_stratified_and_leak_free(schema):
     assert leaked_examples(first) == []
     first["test"].append(first["train"][0])
     assert len(leaked_examples(first)) == 1
+
+
+def test_near_duplicates_are_removed_with_their_cluster_and_similarity(tmp_path, schema):
+    base = "Please add a task to call the plumber about the leaking kitchen tap before the weekend starts"
+    rows = [call_row(f"{base}", "add_task", {"title": "call the plumber"}),
+            call_row(f"{base}!", "add_task", {"title": "call the plumber"}),              # one token differs
+            call_row(base.replace("Please add", "Kindly add"), "add_task", {"title": "call the plumber"}),
+            call_row("Show my open tasks", "list_tasks", {"status": "open"})]
+    rows += [call_row(f"Add task: item {i}", "add_task", {"title": f"item {i}"}) for i in range(20)]
+    (tmp_path / "s.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    near = NearDuplicateSettings(threshold=0.7)
+    result = curate(ingest([tmp_path]), schema, RATIOS, seed=1, count_tokens=lambda r: 10, near=near)
+    report = result.report
+    assert report["near_duplicates"] == 2 and report["near_duplicate_clusters"] == 1 and report["exact_duplicates"] == 0
+    assert {d["origin"].rsplit(":", 1)[1] for d in result.duplicates} == {"2", "3"}
+    assert all(d["duplicate_of"].endswith(":1") and d["similarity"] >= 0.7 for d in result.duplicates)
+    assert report["input_rows"] == report["total_examples"] + report["quarantined"] + report["duplicates_removed"]
+    kept = curate(ingest([tmp_path]), schema, RATIOS, seed=1, count_tokens=lambda r: 10,
+                  near=NearDuplicateSettings(enabled=False))
+    assert kept.report["total_examples"] == 24
+
+
+def test_the_seed_has_no_near_duplicates_at_the_default_threshold(schema):
+    result = curate(ingest([SEED_FILE]), schema, RATIOS, seed=42, count_tokens=lambda r: 10, near=NearDuplicateSettings())
+    assert result.report["near_duplicates"] == 0 and result.report["exact_duplicates"] == 12
