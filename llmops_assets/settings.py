@@ -45,6 +45,7 @@ class DataGate(_Strict):
     min_format_valid_ratio: float = Field(1.0, ge=0, le=1)
     max_duplicate_ratio: float = Field(0.05, ge=0, le=1)
     max_mean_tokens: float = Field(2048, gt=0)
+    max_example_tokens: int = Field(4096, ge=1, description="Per example, checked by the Great Expectations suite.")
 
 
 class NearDuplicateSettings(_Strict):

@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 FIXTURES = Path(__file__).parent / "fixtures"
+GATES = 16  # asset checks in the definitions (test_webserver checks the UI shows each one)
 TINY_CONFIG = FIXTURES / "pipeline_tiny.yaml"
 
 

@@ -60,6 +60,8 @@ def curated_dataset(context: AssetExecutionContext, pipeline: PipelineConfig, ar
         write_jsonl(out.dir / "quarantine.jsonl", result.quarantined)
         write_jsonl(out.dir / "duplicates.jsonl", result.duplicates)
         write_json(out.dir / "data_quality_report.json", report)
+        ids = [r["id"] for name in SPLITS for r in result.splits[name]]
+        write_json(out.dir / "token_counts.json", dict(zip(ids, result.token_counts, strict=True)))
         (out.dir / "data_profile.png").write_bytes(data_profile_png(result.token_counts, report["per_tool"]))
         out.metrics = {k: v for k, v in report.items() if k != "source_files"}
     return artifact_result(

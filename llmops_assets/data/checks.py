@@ -6,6 +6,7 @@ from dagster import AssetCheckExecutionContext, MetadataValue, asset_check
 from llmops_assets.artifacts import read_json, read_jsonl
 from llmops_assets.data.curate import SPLITS, leaked_examples
 from llmops_assets.resources import ArtifactStoreResource, PipelineConfig, gate_result
+from llmops_assets.tools import ToolSchema
 
 
 def _report(context, artifacts: ArtifactStoreResource) -> dict:
@@ -51,6 +52,24 @@ def no_split_leakage(context: AssetCheckExecutionContext, artifacts: ArtifactSto
 
 
 @asset_check(asset="curated_dataset", blocking=True,
+             description="Great Expectations suite on the published splits: ids, role order, non-empty turns, "
+                         "token bounds, known tools, tool calls that match the schema.")
+def great_expectations_suite(context: AssetCheckExecutionContext, pipeline: PipelineConfig,
+                             artifacts: ArtifactStoreResource):
+    from llmops_assets.data import expectations
+
+    settings = pipeline.settings
+    path = artifacts.upstream(context, "curated_dataset").path
+    schema = ToolSchema.from_file(settings.domain.tools_file)
+    table = expectations.example_table({name: read_jsonl(path / f"{name}.jsonl") for name in SPLITS},
+                                       read_json(path / "token_counts.json"), schema)
+    outcomes = expectations.validate(table, schema, settings.stages.data.quality_gate.max_example_tokens)
+    failed = [o for o in outcomes if not o["success"]]
+    return gate_result("failed_expectations", len(failed), 0, not failed, examples_checked=len(table),
+                       expectations=MetadataValue.json(outcomes))
+
+
+@asset_check(asset="curated_dataset", blocking=True,
              description="Every input row is accounted for: input = accepted + quarantined + duplicates.")
 def rows_accounted_for(context: AssetCheckExecutionContext, artifacts: ArtifactStoreResource):
     r = _report(context, artifacts)
@@ -58,4 +77,5 @@ def rows_accounted_for(context: AssetCheckExecutionContext, artifacts: ArtifactS
     return gate_result("unaccounted_rows", missing, 0, missing == 0, input_rows=r["input_rows"])
 
 
-data_checks = [enough_examples, format_valid, few_duplicates, token_length, no_split_leakage, rows_accounted_for]
+data_checks = [enough_examples, format_valid, few_duplicates, token_length, no_split_leakage, rows_accounted_for,
+               great_expectations_suite]

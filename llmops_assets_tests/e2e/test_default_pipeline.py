@@ -13,7 +13,7 @@ from llmops_assets.chat import parse_tool_call
 from llmops_assets.deployment import release, servers
 from llmops_assets.settings import DEFAULT_CONFIG, load_settings
 from llmops_assets.tools import ToolCall
-from llmops_assets_tests.conftest import derived_config
+from llmops_assets_tests.conftest import GATES, derived_config
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +36,7 @@ def test_make_run_passes_every_seed_gate(default_run):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     gates = {line.split()[1]: line.split()[-1] for line in done.stdout.splitlines()
              if line.rstrip().endswith(("PASS", "FAIL", "WARN"))}
-    assert len(gates) == 15, gates
+    assert len(gates) == GATES, gates
     # The local 135M judge may be flagged as untrusted, and the embedded default does not block on
     # safety yet (pipeline.yaml says why): both report WARN when they fail. Every other gate passes.
     warn_allowed = {"llm_judge", "safety"}

@@ -13,7 +13,7 @@ from llmops_assets.definitions import ASSETS, build_definitions
 from llmops_assets.deployment import release, servers
 from llmops_assets.deployment.targets import ollama_answers, ollama_host
 from llmops_assets.resources import ArtifactStoreResource, PipelineConfig
-from llmops_assets_tests.conftest import TINY_CONFIG, derived_config
+from llmops_assets_tests.conftest import GATES, TINY_CONFIG, derived_config
 from llmops_assets_tests.ollama_double import OllamaDouble
 
 DOWNSTREAM_OF_TRAINING = {"eval_report", "merged_model", "gguf_model", "deployed_model"}
@@ -48,7 +48,7 @@ def test_every_asset_materializes_and_every_gate_passes(pipeline):
     assert result.success
     assert materialized(result) == {a.key.to_user_string() for a in ASSETS}
     evaluations = result.get_asset_check_evaluations()
-    assert len(evaluations) == 15
+    assert len(evaluations) == GATES
     assert all(e.passed for e in evaluations), [(e.check_name, e.metadata) for e in evaluations if not e.passed]
     for evaluation in evaluations:
         assert {"value", "threshold", "verdict"} <= set(evaluation.metadata)

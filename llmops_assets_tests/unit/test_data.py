@@ -113,3 +113,23 @@ def test_near_duplicates_are_removed_with_their_cluster_and_similarity(tmp_path,
 def test_the_seed_has_no_near_duplicates_at_the_default_threshold(schema):
     result = curate(ingest([SEED_FILE]), schema, RATIOS, seed=42, count_tokens=lambda r: 10, near=NearDuplicateSettings())
     assert result.report["near_duplicates"] == 0 and result.report["exact_duplicates"] == 12
+
+
+def test_the_great_expectations_suite_passes_the_seed_and_names_each_bad_example(schema):
+    from llmops_assets.data.expectations import example_table, validate
+
+    splits = curate(ingest([SEED_FILE]), schema, RATIOS, seed=42, count_tokens=lambda r: 10).splits
+    tokens = {r["id"]: 10 for part in splits.values() for r in part}
+    assert all(o["success"] for o in validate(example_table(splits, tokens, schema), schema, max_tokens=2048))
+
+    unknown_tool, assistant_only, too_long = splits["train"][:3]
+    unknown_tool["messages"][1]["tool_calls"][0]["function"]["name"] = "drop_database"
+    assistant_only["messages"] = assistant_only["messages"][1:]
+    tokens[too_long["id"]] = 5000
+    outcomes = {o["expectation"]: o for o in validate(example_table(splits, tokens, schema), schema, max_tokens=2048)}
+    failed = {name for name, o in outcomes.items() if not o["success"]}
+    assert failed == {"ExpectColumnValuesToMatchRegex(role_order)", "ExpectColumnValuesToBeBetween(tokens)",
+                      "ExpectColumnValuesToBeInSet(tool)", "ExpectColumnValuesToBeInSet(schema_problems)"}
+    assert outcomes["ExpectColumnValuesToBeInSet(tool)"]["examples"] == [
+        {"origin": unknown_tool["origin"], "tool": "drop_database"}]
+    assert outcomes["ExpectColumnValuesToBeBetween(tokens)"]["unexpected_count"] == 1
