@@ -58,9 +58,21 @@ class NearDuplicateSettings(_Strict):
     shingle_words: int = Field(3, ge=1)
 
 
+class QualityFilterSettings(_Strict):
+    """Rows that are well-formed but not worth training on; each filtered row is quarantined with why."""
+
+    enabled: bool = True
+    min_request_chars: int = Field(2, ge=0)
+    max_chars: int = Field(20_000, ge=1, description="All contents of the example together.")
+    max_repeated_word_share: float = Field(
+        0.5, gt=0, le=1, description="The most frequent word's share of an example's words (from 8 words on).")
+    allow_control_chars: bool = False
+
+
 class DataSettings(_Strict):
     sources: list[Path] = [PACKAGE_DIR / "data" / "seed" / "task_api_examples.jsonl"]
     near_duplicates: NearDuplicateSettings = NearDuplicateSettings()
+    quality_filters: QualityFilterSettings = QualityFilterSettings()
     split: SplitSettings = SplitSettings()
     quality_gate: DataGate = DataGate()
 

@@ -49,7 +49,8 @@ def curated_dataset(context: AssetExecutionContext, pipeline: PipelineConfig, ar
     split_settings = settings.stages.data.split
     result = curate(ingested, ToolSchema.from_file(settings.domain.tools_file),
                     split_settings.model_dump(exclude={"seed"}), split_settings.seed, count_tokens,
-                    settings.stages.data.near_duplicates, settings.stages.training.max_seq_length)
+                    settings.stages.data.near_duplicates, settings.stages.training.max_seq_length,
+                    settings.stages.data.quality_filters)
     report = result.report
     context.log.info(f"{report['input_rows']} rows in: {report['total_examples']} accepted, "
                      f"{report['quarantined']} quarantined, {report['duplicates_removed']} duplicates")

@@ -15,8 +15,8 @@ from typing import Any
 
 from llmops_assets.chat import tool_calls_of
 from llmops_assets.data.ingest import IngestResult, quarantine_entry
-from llmops_assets.data.validate import format_problems
-from llmops_assets.settings import NearDuplicateSettings
+from llmops_assets.data.validate import format_problems, quality_problems
+from llmops_assets.settings import NearDuplicateSettings, QualityFilterSettings
 from llmops_assets.tools import ToolSchema
 
 SPLITS = ("train", "validation", "test")
@@ -39,12 +39,15 @@ def curate(
     count_tokens: Callable[[dict[str, Any]], int],
     near: NearDuplicateSettings | None = None,
     max_seq_length: int | None = None,
+    quality: QualityFilterSettings | None = None,
 ) -> CurationResult:
-    """Validate -> exact dedup -> near dedup -> stratified deterministic split -> report."""
+    """Validate -> quality filters -> exact dedup -> near dedup -> stratified deterministic split -> report."""
     quarantined = list(ingested.quarantined)
     valid: list[dict[str, Any]] = []
     for record in ingested.records:
         problems = format_problems(record["messages"], schema)
+        if not problems and quality is not None and quality.enabled:
+            problems = quality_problems(record["messages"], quality)
         if problems:
             quarantined.append(quarantine_entry(record["origin"], "; ".join(problems), record["messages"]))
         else:
@@ -163,16 +166,18 @@ def leaked_examples(splits: dict[str, list[dict[str, Any]]]) -> list[str]:
 def _report(ingested: IngestResult, quarantined: list, duplicates: list,
             splits: dict[str, list], tokens: list[int]) -> dict[str, Any]:
     accepted = sum(len(v) for v in splits.values())
-    format_errors = len(quarantined)
+    quality_filtered = sum(q["reason"].startswith("quality: ") for q in quarantined)
+    format_errors = len(quarantined) - quality_filtered
     input_rows = ingested.input_rows
-    candidates = input_rows - format_errors
+    candidates = input_rows - len(quarantined)
     return {
         "input_rows": input_rows,
         "total_examples": accepted,
         "train_count": len(splits["train"]),
         "validation_count": len(splits["validation"]),
         "test_count": len(splits["test"]),
-        "quarantined": format_errors,
+        "quarantined": len(quarantined),
+        "quality_filtered": quality_filtered,
         "duplicates_removed": len(duplicates),
         "exact_duplicates": sum(d["kind"] == "exact" for d in duplicates),
         "near_duplicates": sum(d["kind"] == "near" for d in duplicates),
@@ -183,11 +188,11 @@ def _report(ingested: IngestResult, quarantined: list, duplicates: list,
         "avg_tokens": statistics.fmean(tokens) if tokens else 0.0,
         "max_tokens": max(tokens, default=0),
         "per_tool": dict(sorted(Counter(primary_tool(r) for v in splits.values() for r in v).items())),
-        "quality_score": _quality_score(input_rows, format_errors, len(duplicates)),
+        "quality_score": _quality_score(input_rows, len(quarantined), len(duplicates)),
         "source_files": ingested.files,
     }
 
 
-def _quality_score(input_rows: int, format_errors: int, duplicates: int) -> float:
+def _quality_score(input_rows: int, quarantined: int, duplicates: int) -> float:
     """Share of input rows that were usable and new: 1.0 means a clean, non-repeating source."""
-    return (input_rows - format_errors - duplicates) / input_rows if input_rows else 0.0
+    return (input_rows - quarantined - duplicates) / input_rows if input_rows else 0.0

@@ -14,7 +14,7 @@ from llmops_assets.data.validate import format_problems
 from llmops_assets.tools import ToolSchema
 
 # user -> assistant turns (a tool result answered by the assistant allowed), an optional system first.
-ROLE_ORDER = r"^(system>)?user>assistant(>(user|tool)>assistant)*$"
+ROLE_ORDER = r"^(?:system>)?user>assistant(?:>(?:user|tool)>assistant)*$"
 
 
 def example_table(splits: dict[str, list[dict[str, Any]]], token_counts: dict[str, int], schema: ToolSchema):

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import unicodedata
+from collections import Counter
 from typing import Any
 
 from llmops_assets.chat import tool_calls_of
+from llmops_assets.settings import QualityFilterSettings
 from llmops_assets.tools import ToolSchema
 
 _ROLES = {"system", "user", "assistant"}
@@ -50,3 +53,26 @@ def _message_problems(message: dict[str, Any], schema: ToolSchema) -> list[str]:
         else:
             problems.extend(schema.problems(call))
     return problems
+
+
+def quality_problems(messages: list[dict[str, Any]], filters: QualityFilterSettings) -> list[str]:
+    """Why a well-formed example is still not worth training on: a near-empty request, an
+    oversized example, one word repeated over and over, or control characters (binary debris)."""
+    texts = [m.get("content") or "" for m in messages] + [
+        json.dumps(c.get("function", {})) for m in messages for c in m.get("tool_calls") or []]
+    problems = []
+    request = " ".join(m.get("content") or "" for m in messages if m.get("role") == "user").strip()
+    if len(request) < filters.min_request_chars:
+        problems.append(f"request shorter than {filters.min_request_chars} characters")
+    if sum(map(len, texts)) > filters.max_chars:
+        problems.append(f"longer than {filters.max_chars} characters")
+    words = " ".join(texts).casefold().split()
+    if len(words) >= 8:
+        word, count = Counter(words).most_common(1)[0]
+        if count / len(words) > filters.max_repeated_word_share:
+            problems.append(f"'{word}' is {count / len(words):.0%} of the words")
+    if not filters.allow_control_chars and any(
+            unicodedata.category(ch) == "Cc" and ch not in "\n\t\r" for text in texts for ch in text):
+        problems.append("contains control characters")
+    return [f"quality: {p}" for p in problems]
+

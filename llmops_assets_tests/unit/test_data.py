@@ -7,7 +7,7 @@ from llmops_assets.data.curate import curate, leaked_examples, split
 from llmops_assets.data.ingest import ingest
 from llmops_assets.data.synth import SEED_FILE, generate_task_api_examples
 from llmops_assets.data.validate import format_problems
-from llmops_assets.settings import NearDuplicateSettings, load_settings
+from llmops_assets.settings import NearDuplicateSettings, QualityFilterSettings, load_settings
 from llmops_assets.tools import ToolSchema
 
 RATIOS = {"train": 0.8, "validation": 0.1, "test": 0.1}
@@ -133,3 +133,25 @@ def test_the_great_expectations_suite_passes_the_seed_and_names_each_bad_example
     assert outcomes["ExpectColumnValuesToBeInSet(tool)"]["examples"] == [
         {"origin": unknown_tool["origin"], "tool": "drop_database"}]
     assert outcomes["ExpectColumnValuesToBeBetween(tokens)"]["unexpected_count"] == 1
+
+
+def test_quality_filters_quarantine_with_the_reason_and_spare_the_seed(tmp_path, schema):
+    rows = [call_row("x", "add_task", {"title": "x"}),
+            call_row("spam " * 12, "add_task", {"title": "spam"}),
+            call_row("Add task: pay\x07 rent", "add_task", {"title": "pay rent"}),
+            call_row("Add task: " + " ".join(f"word{i}" for i in range(30)), "add_task", {"title": "long"})]
+    rows += [call_row(f"Add task: item {i}", "add_task", {"title": f"item {i}"}) for i in range(20)]
+    (tmp_path / "s.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    filters = QualityFilterSettings(max_chars=150)
+    result = curate(ingest([tmp_path]), schema, RATIOS, seed=1, count_tokens=lambda r: 10, quality=filters)
+    reasons = {q["origin"].rsplit(":", 1)[1]: q["reason"] for q in result.quarantined}
+    assert reasons["1"] == "quality: request shorter than 2 characters"
+    assert reasons["2"].startswith("quality: 'spam' is") and reasons["2"].endswith("of the words")
+    assert reasons["3"] == "quality: contains control characters"
+    assert reasons["4"] == "quality: longer than 150 characters"
+    assert len(reasons) == 4
+    report = result.report
+    assert report["quality_filtered"] == 4 and report["format_errors"] == 0 and report["format_valid_ratio"] == 1.0
+    assert report["input_rows"] == report["total_examples"] + report["quarantined"] + report["duplicates_removed"]
+    seed = curate(ingest([SEED_FILE]), schema, RATIOS, seed=42, count_tokens=lambda r: 10, quality=QualityFilterSettings())
+    assert seed.report["quality_filtered"] == 0
