@@ -136,8 +136,6 @@ def check_command(select: list[str]) -> int:
 
 def status_command() -> int:
     """What is served and from what (artifact versions), and the latest verdict of every gate."""
-    from dagster import AssetCheckKey
-
     from llmops_assets.definitions import CHECKS
 
     print(served_summary())
@@ -148,7 +146,7 @@ def status_command() -> int:
     evaluations = []
     for check in CHECKS:
         for key in check.check_keys:
-            record = instance.get_latest_asset_check_evaluation_record(AssetCheckKey(key.asset_key, key.name))
+            record = instance.get_latest_asset_check_evaluation_record(key)
             if record and record.event and record.event.dagster_event:
                 evaluations.append(record.event.dagster_event.event_specific_data)
     print(format_gates(gate_rows(evaluations)) if evaluations else "\nno gate has run yet")

@@ -7,6 +7,7 @@ latest materialization, never through a pickled value or a hard-coded path.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 
@@ -54,17 +55,19 @@ class ArtifactStoreResource(ConfigurableResource):
             raise RuntimeError(f"{asset}'s latest materialization records no artifact path")
         return Artifact.load(path.value)
 
-    def reusable(self, context, asset: str, inputs: dict[str, str], config: dict,
-                 equivalent: Artifact | None = None) -> Artifact | None:
+    def build_or_reuse(self, context, asset: str, inputs: dict[str, str], config: dict,
+                       build: Callable[[ArtifactWriter], None], equivalent: Artifact | None = None) -> Artifact:
         """The artifact built before from the same inputs and config (or `equivalent`, one the
-        caller knows stands for them), unless the run asks to rebuild."""
-        if context.run.tags.get(REBUILD_TAG) == "true":
-            return None
-        found = equivalent or self.store.find(asset, inputs, config)
-        if found is not None:
-            context.log.info(f"{asset}: inputs and config unchanged since version {found.version}, reusing it "
-                             f"(run tag {REBUILD_TAG}=true rebuilds)")
-        return found
+        caller knows stands for them), unless the run asks to rebuild; else `build` fills a new one."""
+        if context.run.tags.get(REBUILD_TAG) != "true":
+            found = equivalent or self.store.find(asset, inputs, config)
+            if found is not None:
+                context.log.info(f"{asset}: inputs and config unchanged since version {found.version}, reusing it "
+                                 f"(run tag {REBUILD_TAG}=true rebuilds)")
+                return found
+        with self.store.write(asset, inputs=inputs, config=config) as out:
+            build(out)
+        return self.store.get(asset, out.version)
 
 
 def artifact_result(artifact: Artifact | ArtifactWriter, **metadata) -> MaterializeResult:

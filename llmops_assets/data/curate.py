@@ -106,9 +106,9 @@ def near_deduplicate(records: list[dict[str, Any]], settings: NearDuplicateSetti
         width = settings.shingle_words
         signature = RMinHash(num_perm=settings.num_perm, seed=42)
         signature.update([" ".join(words[i:i + width]) for i in range(max(1, len(words) - width + 1))])
-        similar = sorted((kept[k][1].jaccard(signature), -k) for k in lsh.query(signature)
-                         if kept[k][1].jaccard(signature) >= settings.threshold)
-        if similar:
+        scored = ((kept[k][1].jaccard(signature), -k) for k in lsh.query(signature))
+        similar = sorted(pair for pair in scored if pair[0] >= settings.threshold)
+        if similar:  # the most similar kept example; the earliest of equals
             similarity, negative_key = similar[-1]
             duplicates.append({"origin": record["origin"], "duplicate_of": kept[-negative_key][0]["origin"],
                                "kind": "near", "similarity": round(similarity, 3)})

@@ -25,13 +25,12 @@ def merged_model(context: AssetExecutionContext, artifacts: ArtifactStoreResourc
     adapter = artifacts.upstream(context, "sft_adapter")
     evaluated = artifacts.upstream(context, "eval_report")
     inputs = {"base_model": base.version, "sft_adapter": adapter.version, "eval_report": evaluated.version}
-    merged = artifacts.reusable(context, "merged_model", inputs, {})
-    if merged is None:
+
+    def build(out):
         model, tokenizer = load_merged(base.path / "model", adapter.path / "adapter_weights")
-        with artifacts.store.write("merged_model", inputs=inputs) as out:
-            export.save_merged(model, tokenizer, base.path / "model", out.dir / "model")
-        merged = artifacts.store.get("merged_model", out.version)
-    return artifact_result(merged)
+        export.save_merged(model, tokenizer, base.path / "model", out.dir / "model")
+
+    return artifact_result(artifacts.build_or_reuse(context, "merged_model", inputs, {}, build))
 
 
 @asset(automation_condition=AFTER_UPSTREAM_GATES, group_name="deployment", deps=["merged_model", "eval_report"],
@@ -46,31 +45,30 @@ def gguf_model(context: AssetExecutionContext, pipeline: PipelineConfig, artifac
     evaluated = artifacts.upstream(context, "eval_report")
     inputs = {"merged_model": merged.version, "eval_report": evaluated.version}
     config = {"quantization": deployment.quantization}
-    gguf = artifacts.reusable(context, "gguf_model", inputs, config)
-    if gguf is None:
-        tokenizer = AutoTokenizer.from_pretrained(merged.path / "model")
-        markers = packaging.chat_markers(tokenizer)
-        with artifacts.store.write("gguf_model", inputs=inputs, config=config) as out:
-            with tempfile.TemporaryDirectory(dir=out.dir.parent) as scratch:
-                f16 = Path(scratch) / "model-f16.gguf"
-                export.convert_to_gguf(merged.path / "model", f16)
-                size_mb = f16.stat().st_size / 1e6
-                context.log.info(f"converted to f16 GGUF ({size_mb:.0f} MB), quantizing to {deployment.quantization}")
-                export.quantize(f16, out.dir / "model.gguf", deployment.quantization)
-            spec = packaging.ollama_spec(markers, settings.domain.system_prompt)
-            write_json(out.dir / "ollama.json", spec)
-            (out.dir / "Modelfile").write_text(packaging.modelfile("model.gguf", spec))
-            fidelity = replay(out.dir / "model.gguf", read_jsonl(evaluated.path / "predictions.jsonl"),
-                              ToolSchema.from_file(settings.domain.tools_file), markers["stop"],
-                              settings.stages.evaluation.max_new_tokens, deployment.n_threads, context.log.info)
-            fidelity["evaluated_task_accuracy"] = evaluated.metrics["task_accuracy"]
-            write_json(out.dir / "fidelity.json", fidelity)
-            out.metrics = {k: v for k, v in fidelity.items() if k != "disagreements"} | {
-                "quantization": deployment.quantization,
-                "size_bytes": (out.dir / "model.gguf").stat().st_size,
-                "sha256": file_sha256(out.dir / "model.gguf"),
-            }
-        gguf = artifacts.store.get("gguf_model", out.version)
+
+    def build(out):
+        markers = packaging.chat_markers(AutoTokenizer.from_pretrained(merged.path / "model"))
+        with tempfile.TemporaryDirectory(dir=out.dir.parent) as scratch:
+            f16 = Path(scratch) / "model-f16.gguf"
+            export.convert_to_gguf(merged.path / "model", f16)
+            size_mb = f16.stat().st_size / 1e6
+            context.log.info(f"converted to f16 GGUF ({size_mb:.0f} MB), quantizing to {deployment.quantization}")
+            export.quantize(f16, out.dir / "model.gguf", deployment.quantization)
+        spec = packaging.ollama_spec(markers, settings.domain.system_prompt)
+        write_json(out.dir / "ollama.json", spec)
+        (out.dir / "Modelfile").write_text(packaging.modelfile("model.gguf", spec))
+        fidelity = replay(out.dir / "model.gguf", read_jsonl(evaluated.path / "predictions.jsonl"),
+                          ToolSchema.from_file(settings.domain.tools_file), markers["stop"],
+                          settings.stages.evaluation.max_new_tokens, deployment.n_threads, context.log.info)
+        fidelity["evaluated_task_accuracy"] = evaluated.metrics["task_accuracy"]
+        write_json(out.dir / "fidelity.json", fidelity)
+        out.metrics = {k: v for k, v in fidelity.items() if k != "disagreements"} | {
+            "quantization": deployment.quantization,
+            "size_bytes": (out.dir / "model.gguf").stat().st_size,
+            "sha256": file_sha256(out.dir / "model.gguf"),
+        }
+
+    gguf = artifacts.build_or_reuse(context, "gguf_model", inputs, config, build)
     disagreements = read_json(gguf.path / "fidelity.json")["disagreements"]
     return artifact_result(gguf, **gguf.metrics, disagreements=MetadataValue.json(disagreements[:10]))
 

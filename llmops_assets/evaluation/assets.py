@@ -27,9 +27,8 @@ def eval_report(context: AssetExecutionContext, pipeline: PipelineConfig, artifa
     inputs = {"base_model": base.version, "sft_adapter": adapter.version, "curated_dataset": data.version,
               "champion": champion["version"] if champion else "base model"}
     config = evaluation.model_dump(mode="json")
-    evaluated = artifacts.reusable(context, "eval_report", inputs, config,
-                                   equivalent=_evaluation_of_served(artifacts, champion, inputs, config))
-    if evaluated is None:
+
+    def build(out):
         result = evaluate(base.path / "model", adapter.path / "adapter_weights", read_jsonl(data.path / "test.jsonl"),
                           load_suite(evaluation.safety_suite), settings.domain.system_prompt,
                           ToolSchema.from_file(settings.domain.tools_file), evaluation, champion,
@@ -38,15 +37,16 @@ def eval_report(context: AssetExecutionContext, pipeline: PipelineConfig, artifa
         verdicts = evaluation_verdicts(report, evaluation)
         report["decision"] = decision(verdicts)
         report["gates"] = {name: v.__dict__ for name, v in verdicts.items()}
-        with artifacts.store.write("eval_report", inputs=inputs, config=config) as out:
-            write_json(out.dir / "eval_report.json", report)
-            write_json(out.dir / "llm_judge_scores.json", result.judge)
-            write_json(out.dir / "regression_analysis.json", result.regression)
-            write_jsonl(out.dir / "predictions.jsonl", result.predictions)
-            (out.dir / "confusion_matrix.png").write_bytes(confusion_png(report["confusion"]))
-            out.metrics = {k: report[k] for k in ("n", "task_accuracy", "valid_json_rate", "llm_judge_score",
-                                                  "judge_agreement", "decision")}
-        evaluated = artifacts.store.get("eval_report", out.version)
+        write_json(out.dir / "eval_report.json", report)
+        write_json(out.dir / "llm_judge_scores.json", result.judge)
+        write_json(out.dir / "regression_analysis.json", result.regression)
+        write_jsonl(out.dir / "predictions.jsonl", result.predictions)
+        (out.dir / "confusion_matrix.png").write_bytes(confusion_png(report["confusion"]))
+        out.metrics = {k: report[k] for k in ("n", "task_accuracy", "valid_json_rate", "llm_judge_score",
+                                              "judge_agreement", "decision")}
+
+    evaluated = artifacts.build_or_reuse(context, "eval_report", inputs, config, build,
+                                         equivalent=_evaluation_of_served(artifacts, champion, inputs, config))
     report = read_json(evaluated.path / "eval_report.json")
     context.log.info(f"task accuracy {report['task_accuracy']:.3f}, judge {report['llm_judge_score']:.3f} "
                      f"(agreement {report['judge_agreement']:.2f}), safety {report['safety_check']['pass_rate']:.2f}, "

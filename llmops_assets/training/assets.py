@@ -5,6 +5,7 @@ from dagster import AssetExecutionContext, MetadataValue, asset
 
 from llmops_assets.artifacts import read_json, read_jsonl, write_json
 from llmops_assets.conditions import AFTER_UPSTREAM_GATES
+from llmops_assets.data.ingest import ingest
 from llmops_assets.plots import loss_curve_png, markdown_image
 from llmops_assets.resources import ArtifactStoreResource, PipelineConfig, artifact_result
 from llmops_assets.settings import KubernetesSettings, config_path, load_settings
@@ -25,16 +26,15 @@ def kubernetes_op_tags() -> dict:
 def base_model(context: AssetExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
     settings = pipeline.settings
     spec = settings.stages.training.base_model
-    corpus = [m.get("content") or "" for path in settings.stages.data.sources if path.is_file()
-              for row in read_jsonl(path) for m in row.get("messages", [])] + [settings.domain.system_prompt]
-    inputs = build_inputs(spec, corpus)
-    config = {"base_model": spec}
-    built = artifacts.reusable(context, "base_model", inputs, config)
-    if built is None:
-        with artifacts.store.write("base_model", inputs=inputs, config=config) as out:
-            context.log.info(f"building base model {spec!r}")
-            out.metrics = build_base_model(spec, out.dir / "model", corpus)
-        built = artifacts.store.get("base_model", out.version)
+    # Every source format, read the way curation reads it (a tokenizer built from scratch needs it).
+    corpus = [m.get("content") or "" for record in ingest(settings.stages.data.sources).records
+              for m in record["messages"] if isinstance(m, dict)] + [settings.domain.system_prompt]
+
+    def build(out):
+        context.log.info(f"building base model {spec!r}")
+        out.metrics = build_base_model(spec, out.dir / "model", corpus)
+
+    built = artifacts.build_or_reuse(context, "base_model", build_inputs(spec, corpus), {"base_model": spec}, build)
     return artifact_result(built, **{k: str(v) for k, v in built.metrics.items()})
 
 
@@ -48,20 +48,20 @@ def sft_adapter(context: AssetExecutionContext, pipeline: PipelineConfig, artifa
     training = settings.stages.training
     inputs = {"base_model": base.version, "curated_dataset": data.version}
     config = training.model_dump(mode="json", exclude={"tracking", "kubernetes"})  # neither changes the adapter
-    adapter = artifacts.reusable(context, "sft_adapter", inputs, config)
-    if adapter is None:
-        with artifacts.store.write("sft_adapter", inputs=inputs, config=config) as out:
-            outcome = train_sft(
-                base.path / "model", read_jsonl(data.path / "train.jsonl"), read_jsonl(data.path / "validation.jsonl"),
-                training, settings.domain.system_prompt, out.dir / "adapter_weights",
-                artifacts.store.work_dir("sft_adapter", inputs, config), artifacts.home_path / "wandb", context.log.info,
-            )
-            _record_base_by_version(out.dir / "adapter_weights" / "adapter_config.json", base.version)
-            metrics = outcome.to_json()
-            write_json(out.dir / "training_metrics.json", metrics)
-            (out.dir / "loss_curves.png").write_bytes(loss_curve_png(outcome.train_losses, outcome.eval_points))
-            out.metrics = {k: v for k, v in metrics.items() if not k.endswith("_history")}
-        adapter = artifacts.store.get("sft_adapter", out.version)
+
+    def build(out):
+        outcome = train_sft(
+            base.path / "model", read_jsonl(data.path / "train.jsonl"), read_jsonl(data.path / "validation.jsonl"),
+            training, settings.domain.system_prompt, out.dir / "adapter_weights",
+            artifacts.store.work_dir("sft_adapter", inputs, config), artifacts.home_path / "wandb", context.log.info,
+        )
+        _record_base_by_version(out.dir / "adapter_weights" / "adapter_config.json", base.version)
+        metrics = outcome.to_json()
+        write_json(out.dir / "training_metrics.json", metrics)
+        (out.dir / "loss_curves.png").write_bytes(loss_curve_png(outcome.train_losses, outcome.eval_points))
+        out.metrics = {k: v for k, v in metrics.items() if not k.endswith("_history")}
+
+    adapter = artifacts.build_or_reuse(context, "sft_adapter", inputs, config, build)
     metrics = read_json(adapter.path / "training_metrics.json")
     return artifact_result(
         adapter, **{k: v for k, v in adapter.metrics.items() if isinstance(v, (int, float, str))},
