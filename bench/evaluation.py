@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/evaluation.py [--examples 32] [--batch-size 16]
 
-Same merged model (latest base_model + sft_adapter in LLMOPS_HOME), same test prompts, same
+Same merged model (latest cpt_model + dpo_adapter in LLMOPS_HOME), same test prompts, same
 greedy settings, both in this process. Prints examples/s of each and the ratio (target >= 3x).
 """
 
@@ -38,8 +38,8 @@ def main() -> None:
     args = parser.parse_args()
     settings = load_settings()
     store = ArtifactStoreResource().store
-    latest = {name: store.versions(name)[-1] for name in ("base_model", "sft_adapter", "curated_dataset")}
-    model, tokenizer = load_merged(latest["base_model"].path / "model", latest["sft_adapter"].path / "adapter_weights")
+    latest = {name: store.versions(name)[-1] for name in ("cpt_model", "dpo_adapter", "curated_dataset")}
+    model, tokenizer = load_merged(latest["cpt_model"].path / "model", latest["dpo_adapter"].path / "adapter_weights")
     rows = read_jsonl(latest["curated_dataset"].path / "test.jsonl")[:args.examples]
     prompts = [render_prompt(tokenizer, model_messages(r["messages"][:-1], settings.domain.system_prompt)) for r in rows]
     max_new = settings.stages.evaluation.max_new_tokens

@@ -139,6 +139,19 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def link_tree(source: str | Path, target: str | Path) -> None:
+    """`target` as a copy of the folder `source`, its files hard-linked where the file system
+    allows (artifacts are immutable once published, so sharing their bytes is safe)."""
+
+    def link_or_copy(src: str, dst: str) -> None:
+        try:
+            os.link(src, dst)
+        except OSError:  # another file system, or links not supported: a real copy
+            shutil.copy2(src, dst)
+
+    shutil.copytree(source, target, copy_function=link_or_copy)
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Replace a file so that readers see the old or the new content, never a mix."""
     path = Path(path)

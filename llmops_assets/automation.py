@@ -24,7 +24,12 @@ from llmops_assets.resources import PipelineConfig
 TRIGGER_TAG = "llmops/trigger"
 
 
-@sensor(asset_selection=AssetSelection.assets("base_model", "raw_examples", "curated_dataset"),
+# Built once when never built: curation counts tokens with the base model's tokenizer, and training
+# (reached through automation) starts from cpt_model, which automation alone would never create.
+_MODEL_STAGES = ("base_model", "cpt_model")
+
+
+@sensor(asset_selection=AssetSelection.assets(*_MODEL_STAGES, "raw_examples", "curated_dataset"),
         minimum_interval_seconds=5, default_status=DefaultSensorStatus.RUNNING,
         description="A new, changed or removed file under the configured data sources launches one ingest run.")
 def new_data_sensor(context: SensorEvaluationContext, pipeline: PipelineConfig):
@@ -39,8 +44,8 @@ def new_data_sensor(context: SensorEvaluationContext, pipeline: PipelineConfig):
     state = hashlib.sha256(json.dumps(sorted(current.items())).encode()).hexdigest()[:16]
     run_key = f"{latest.timestamp if latest else 0}:{state}"
     selection = [AssetKey("raw_examples"), AssetKey("curated_dataset")]
-    if context.instance.get_latest_materialization_event(AssetKey("base_model")) is None:
-        selection.append(AssetKey("base_model"))  # curation counts tokens with its tokenizer
+    selection += [AssetKey(name) for name in _MODEL_STAGES
+                  if context.instance.get_latest_materialization_event(AssetKey(name)) is None]
     context.log.info(f"{len(changed)} source files changed: {', '.join(sorted(changed))}")
     return RunRequest(run_key=run_key, asset_selection=selection,
                       tags={TRIGGER_TAG: "new data", "llmops/changed_files": str(len(changed))})

@@ -13,10 +13,11 @@ from llmops_assets.evaluation.assets import eval_report
 from llmops_assets.evaluation.checks import evaluation_checks
 from llmops_assets.jobs import JOBS
 from llmops_assets.resources import ArtifactStoreResource, PipelineConfig
-from llmops_assets.training.assets import base_model, sft_adapter
+from llmops_assets.training.assets import base_model, cpt_model, dpo_adapter, sft_adapter
 from llmops_assets.training.checks import training_checks
 
-ASSETS = [raw_examples, curated_dataset, base_model, sft_adapter, eval_report, merged_model, gguf_model, deployed_model]
+ASSETS = [raw_examples, curated_dataset, base_model, cpt_model, sft_adapter, dpo_adapter, eval_report, merged_model,
+          gguf_model, deployed_model]
 CHECKS = [*data_checks, *training_checks, *evaluation_checks, *deployment_checks]
 
 def build_definitions(pipeline: PipelineConfig | None = None, artifacts: ArtifactStoreResource | None = None) -> Definitions:

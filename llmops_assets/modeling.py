@@ -1,7 +1,9 @@
-"""Loading the base model, alone or with its LoRA adapter folded in (evaluation, judge, merge)."""
+"""Loading the base model, alone or with its LoRA adapter folded in, and saving a merged one
+(continued pretraining, evaluation, judge, merge)."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -25,3 +27,12 @@ def load_merged(base_dir: Path, adapter_dir: Path) -> tuple[Any, Any]:
     model = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
     model.eval()
     return model, tokenizer
+
+
+def save_merged(model: object, tokenizer: object, base_dir: Path, out_dir: Path) -> None:
+    """Write the merged model and its tokenizer; keep SentencePiece's tokenizer.model, which
+    transformers v5 does not write but the GGUF converter needs."""
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    if (base_dir / "tokenizer.model").exists():
+        shutil.copy2(base_dir / "tokenizer.model", out_dir / "tokenizer.model")

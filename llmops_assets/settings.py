@@ -82,6 +82,7 @@ class LoraSettings(_Strict):
     alpha: int = Field(32, ge=1)
     dropout: float = Field(0.05, ge=0, lt=1)
     target_modules: list[str] | Literal["all-linear"] = "all-linear"
+    load_in_4bit: bool = Field(False, description="QLoRA: the frozen base in 4 bit (the unsloth backend, on CUDA).")
 
 
 class TrainingGate(_Strict):
@@ -106,6 +107,42 @@ class KubernetesSettings(_Strict):
     gpus: int = Field(1, ge=0)
     cpu: str = "4"
     memory: str = "16Gi"
+
+
+class ContinuedPretrainingGate(_Strict):
+    max_perplexity_ratio: float = Field(
+        1.0, gt=0, description="Held-out domain-text perplexity after / before; above this the stage made it worse.")
+
+
+class ContinuedPretrainingSettings(_Strict):
+    """Optional LoRA continued pretraining on raw domain text, merged into the model SFT starts from.
+    Off: `cpt_model` is the base model, unchanged."""
+
+    enabled: bool = False
+    corpus: list[Path] = [PACKAGE_DIR / "data" / "seed" / "task_api_corpus.md"]
+    block_size: int = Field(64, ge=16, description="Tokens per training sequence (the corpus is cut into blocks).")
+    max_steps: int = Field(20, ge=1)
+    learning_rate: float = Field(2e-4, gt=0)
+    validation_share: float = Field(0.2, gt=0, lt=1, description="Share of the blocks held out to measure perplexity.")
+    quality_gate: ContinuedPretrainingGate = ContinuedPretrainingGate()
+
+
+class PreferenceGate(_Strict):
+    min_reward_accuracy: float = Field(
+        0.6, ge=0, le=1, description="Held-out pairs whose chosen answer the trained policy prefers (DPO implicit reward).")
+
+
+class PreferenceSettings(_Strict):
+    """Optional DPO on preference pairs, continuing the SFT adapter against a frozen copy of it.
+    Off: `dpo_adapter` is the SFT adapter, unchanged."""
+
+    enabled: bool = False
+    preferences: list[Path] = [PACKAGE_DIR / "data" / "seed" / "task_api_preferences.jsonl"]
+    beta: float = Field(0.1, gt=0, description="How far the policy may move from the SFT reference (higher: less).")
+    max_steps: int = Field(20, ge=1)
+    learning_rate: float = Field(5e-5, gt=0)
+    validation_share: float = Field(0.2, gt=0, lt=1)
+    quality_gate: PreferenceGate = PreferenceGate()
 
 
 class TrainingSettings(_Strict):
@@ -133,7 +170,18 @@ class TrainingSettings(_Strict):
     seed: int = 42
     tracking: TrackingSettings = TrackingSettings()
     kubernetes: KubernetesSettings = KubernetesSettings()
+    continued_pretraining: ContinuedPretrainingSettings = ContinuedPretrainingSettings()
+    dpo: PreferenceSettings = PreferenceSettings()
     quality_gate: TrainingGate = TrainingGate()
+
+    def stage_config(self, stage: Literal["cpt", "sft", "dpo"]) -> dict:
+        """The settings that shape one training stage's artifact, its reuse key: what all stages
+        share plus its own (tracking and Kubernetes requests change no weights)."""
+        shared = {"backend", "lora", "epochs", "batch_size", "gradient_accumulation_steps", "max_seq_length",
+                  "eval_steps", "checkpoint_steps", "bf16_on_cpu", "seed", "quality_gate"}
+        own = {"cpt": {"continued_pretraining"}, "dpo": {"dpo"},
+               "sft": {"max_steps", "learning_rate", "early_stopping_patience", "early_stopping_min_delta"}}[stage]
+        return self.model_dump(mode="json", include=shared | own)
 
     @model_validator(mode="after")
     def _checkpoints_at_evaluations(self) -> TrainingSettings:
@@ -230,4 +278,7 @@ def load_settings(path: str | Path | None = None) -> PipelineSettings:
     settings.domain.tools_file = (base / settings.domain.tools_file).resolve()
     settings.stages.data.sources = [(base / s).resolve() for s in settings.stages.data.sources]
     settings.stages.evaluation.safety_suite = (base / settings.stages.evaluation.safety_suite).resolve()
+    training = settings.stages.training
+    training.continued_pretraining.corpus = [(base / c).resolve() for c in training.continued_pretraining.corpus]
+    training.dpo.preferences = [(base / f).resolve() for f in training.dpo.preferences]
     return settings

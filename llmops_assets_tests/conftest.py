@@ -6,8 +6,14 @@ import pytest
 import yaml
 
 FIXTURES = Path(__file__).parent / "fixtures"
-GATES = 16  # asset checks in the definitions (test_webserver checks the UI shows each one)
+GATES = 20  # asset checks in the definitions (test_webserver checks the UI shows each one)
 TINY_CONFIG = FIXTURES / "pipeline_tiny.yaml"
+
+
+def gate_table(stdout: str) -> dict[str, str]:
+    """The verdicts of the gate table the CLI prints, by `asset:check`."""
+    return {f"{line.split()[0]}:{line.split()[1]}": line.split()[-1] for line in stdout.splitlines()
+            if line.rstrip().endswith(("PASS", "FAIL", "WARN"))}
 
 
 def derived_config(directory: Path, changes: dict, base: Path = TINY_CONFIG) -> Path:

@@ -64,10 +64,10 @@ def _rows(path: Path) -> Iterator[tuple[str, dict | Unreadable]]:
     elif path.suffix == ".parquet":
         yield from _table_rows(path, lambda: _read_parquet(path))
     else:
-        yield from _jsonl_rows(path)
+        yield from jsonl_rows(path)
 
 
-def _jsonl_rows(path: Path) -> Iterator[tuple[str, dict | Unreadable]]:
+def jsonl_rows(path: Path) -> Iterator[tuple[str, dict | Unreadable]]:
     for number, raw in enumerate(path.read_bytes().splitlines(), start=1):
         origin = f"{path}:{number}"
         if not raw.strip():

@@ -13,22 +13,22 @@ from llmops_assets.chat import model_messages
 from llmops_assets.conditions import AFTER_UPSTREAM_GATES
 from llmops_assets.deployment import export, packaging, release, targets
 from llmops_assets.deployment.fidelity import replay
-from llmops_assets.modeling import load_merged
+from llmops_assets.modeling import load_merged, save_merged
 from llmops_assets.resources import ArtifactStoreResource, PipelineConfig, artifact_result
 from llmops_assets.tools import ToolSchema
 
 
-@asset(automation_condition=AFTER_UPSTREAM_GATES, group_name="deployment", deps=["eval_report", "base_model", "sft_adapter"],
-       description="The base model with the evaluated LoRA adapter merged in, as a Hugging Face folder.")
+@asset(automation_condition=AFTER_UPSTREAM_GATES, group_name="deployment", deps=["eval_report", "cpt_model", "dpo_adapter"],
+       description="The evaluated LoRA adapter merged into the model it was trained on, as a Hugging Face folder.")
 def merged_model(context: AssetExecutionContext, artifacts: ArtifactStoreResource):
-    base = artifacts.upstream(context, "base_model")
-    adapter = artifacts.upstream(context, "sft_adapter")
+    base = artifacts.upstream(context, "cpt_model")
+    adapter = artifacts.upstream(context, "dpo_adapter")
     evaluated = artifacts.upstream(context, "eval_report")
-    inputs = {"base_model": base.version, "sft_adapter": adapter.version, "eval_report": evaluated.version}
+    inputs = {"cpt_model": base.version, "dpo_adapter": adapter.version, "eval_report": evaluated.version}
 
     def build(out):
         model, tokenizer = load_merged(base.path / "model", adapter.path / "adapter_weights")
-        export.save_merged(model, tokenizer, base.path / "model", out.dir / "model")
+        save_merged(model, tokenizer, base.path / "model", out.dir / "model")
 
     return artifact_result(artifacts.build_or_reuse(context, "merged_model", inputs, {}, build))
 

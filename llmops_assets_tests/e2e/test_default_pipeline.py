@@ -13,7 +13,7 @@ from llmops_assets.chat import parse_tool_call
 from llmops_assets.deployment import release, servers
 from llmops_assets.settings import DEFAULT_CONFIG, load_settings
 from llmops_assets.tools import ToolCall
-from llmops_assets_tests.conftest import GATES, derived_config
+from llmops_assets_tests.conftest import GATES, derived_config, gate_table
 
 pytestmark = pytest.mark.slow
 
@@ -34,12 +34,11 @@ def default_run(tmp_path_factory):
 def test_make_run_passes_every_seed_gate(default_run):
     done, _ = default_run
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    gates = {line.split()[1]: line.split()[-1] for line in done.stdout.splitlines()
-             if line.rstrip().endswith(("PASS", "FAIL", "WARN"))}
+    gates = gate_table(done.stdout)
     assert len(gates) == GATES, gates
     # The local 135M judge may be flagged as untrusted, and the embedded default does not block on
     # safety yet (pipeline.yaml says why): both report WARN when they fail. Every other gate passes.
-    warn_allowed = {"llm_judge", "safety"}
+    warn_allowed = {"eval_report:llm_judge", "eval_report:safety"}
     assert all(v == "PASS" for k, v in gates.items() if k not in warn_allowed), gates
     assert all(gates[k] in ("PASS", "WARN") for k in warn_allowed), gates
     assert "served: task-api-assistant" in done.stdout
@@ -80,13 +79,32 @@ def test_a_regressed_adapter_fails_the_regression_gate_and_changes_nothing(defau
     done = subprocess.run([sys.executable, "-m", "llmops_assets.cli", "--config", str(config), "run"],
                           env=env, cwd=home.parent, capture_output=True, text=True, timeout=1200)
     assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
-    gates = {line.split()[1]: line.split()[-1] for line in done.stdout.splitlines()
-             if line.rstrip().endswith(("PASS", "FAIL", "WARN"))}
-    assert gates["no_regression"] == "FAIL", done.stdout[-3000:]
+    gates = gate_table(done.stdout)
+    assert gates["eval_report:no_regression"] == "FAIL", done.stdout[-3000:]
     [candidate] = [a for a in ArtifactStore(home).versions("eval_report")
                    if a.manifest["inputs"]["champion"] == before["version"]]
     regression = json.loads((candidate.path / "regression_analysis.json").read_text())
     accuracy = regression["metrics"]["task_accuracy"]
     assert regression["regressed"] and accuracy["ci_high"] < 0 and accuracy["delta"] < -0.05
+    after = release.read_status(home)
+    assert (after["version"], after["pid"], after["deployed_at"]) == (before["version"], before["pid"], before["deployed_at"])
+
+
+def test_a_diverging_run_fails_the_training_gates_and_changes_nothing(default_run, tmp_path):
+    """A learning rate far too high for LoRA on the real model: the loss climbs by orders of
+    magnitude within a few steps. The default training gates stop it before evaluation."""
+    _, home = default_run
+    before = release.read_status(home)
+    diverging = {"learning_rate": 0.2, "max_steps": 6, "eval_steps": 2, "batch_size": 4}
+    config = derived_config(tmp_path, {"stages": {"training": diverging}}, base=DEFAULT_CONFIG)
+    env = os.environ | {"LLMOPS_HOME": str(home), "DAGSTER_HOME": str(home.parent / "dagster")}
+    done = subprocess.run([sys.executable, "-m", "llmops_assets.cli", "--config", str(config), "run"],
+                          env=env, cwd=home.parent, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+    gates = gate_table(done.stdout)
+    assert gates["sft_adapter:validation_converging"] == "FAIL" and gates["sft_adapter:final_loss"] == "FAIL", done.stdout[-3000:]
+    [adapter] = [a for a in ArtifactStore(home).versions("sft_adapter") if a.manifest["config"]["learning_rate"] == 0.2]
+    history = [loss for _, loss in json.loads((adapter.path / "training_metrics.json").read_text())["validation_loss_history"]]
+    assert history[-1] > 2 * min(history)  # really diverged, not a threshold trick
     after = release.read_status(home)
     assert (after["version"], after["pid"], after["deployed_at"]) == (before["version"], before["pid"], before["deployed_at"])

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from dagster import AssetKey, DagsterInstance
 
-from llmops_assets.artifacts import file_sha256
+from llmops_assets.artifacts import Artifact, file_sha256
 from llmops_assets.definitions import ASSETS, build_definitions
 from llmops_assets.deployment import release, servers
 from llmops_assets.deployment.targets import ollama_answers, ollama_host
@@ -16,7 +16,7 @@ from llmops_assets.resources import ArtifactStoreResource, PipelineConfig
 from llmops_assets_tests.conftest import GATES, TINY_CONFIG, derived_config
 from llmops_assets_tests.ollama_double import OllamaDouble
 
-DOWNSTREAM_OF_TRAINING = {"eval_report", "merged_model", "gguf_model", "deployed_model"}
+DOWNSTREAM_OF_TRAINING = {"dpo_adapter", "eval_report", "merged_model", "gguf_model", "deployed_model"}
 
 
 def run_pipeline(instance, config, home, job="full_pipeline", run_config=None):
@@ -52,6 +52,46 @@ def test_every_asset_materializes_and_every_gate_passes(pipeline):
     assert all(e.passed for e in evaluations), [(e.check_name, e.metadata) for e in evaluations if not e.passed]
     for evaluation in evaluations:
         assert {"value", "threshold", "verdict"} <= set(evaluation.metadata)
+
+
+def latest(instance, asset) -> Artifact:
+    return Artifact.load(instance.get_latest_materialization_event(AssetKey(asset)).asset_materialization
+                         .metadata["path"].value)
+
+
+def test_switched_off_stages_pass_their_input_through(pipeline):
+    instance, _, _ = pipeline
+    base, cpt, sft, dpo = (latest(instance, a) for a in ("base_model", "cpt_model", "sft_adapter", "dpo_adapter"))
+    assert cpt.version == base.version  # the same files: continued pretraining is off
+    assert (cpt.path / "model" / "model.safetensors").stat().st_ino == (base.path / "model" / "model.safetensors").stat().st_ino
+    assert dpo.manifest["files"] == {k: v for k, v in sft.manifest["files"].items() if k.startswith("adapter_weights/")}
+    assert latest(instance, "eval_report").manifest["inputs"]["dpo_adapter"] == dpo.version
+
+
+def test_continued_pretraining_and_dpo_run_in_the_graph_with_their_gates(tmp_path):
+    instance = DagsterInstance.ephemeral()
+    stages = {"continued_pretraining": {"enabled": True, "max_steps": 6, "learning_rate": 0.003},
+              "dpo": {"enabled": True, "max_steps": 6, "learning_rate": 0.001, "quality_gate": {"min_reward_accuracy": 0.5}}}
+    config = derived_config(tmp_path, {"stages": {"training": stages}})
+    result = run_pipeline(instance, config, tmp_path / "home")
+    try:
+        assert result.success, [(e.check_name, e.metadata) for e in result.get_asset_check_evaluations() if not e.passed]
+        checks = {(e.asset_key.to_user_string(), e.check_name): e for e in result.get_asset_check_evaluations()}
+        assert checks[("cpt_model", "domain_perplexity")].metadata["value"].value < 1.0
+        assert checks[("dpo_adapter", "preference_accuracy")].metadata["value"].value >= 0.5
+        assert "note" not in checks[("dpo_adapter", "within_time_budget")].metadata  # measured, not "stage off"
+        base, cpt, sft, dpo = (latest(instance, a) for a in ("base_model", "cpt_model", "sft_adapter", "dpo_adapter"))
+        assert cpt.version != base.version and cpt.manifest["inputs"]["base_model"] == base.version
+        adapter_config = json.loads((sft.path / "adapter_weights" / "adapter_config.json").read_text())
+        assert adapter_config["base_model_name_or_path"] == f"cpt_model@{cpt.version}"
+        assert dpo.manifest["inputs"] == dpo.manifest["inputs"] | {"cpt_model": cpt.version, "sft_adapter": sft.version}
+        assert (dpo.path / "loss_curves.png").exists() and (dpo.path / "quarantine.jsonl").read_text() == ""
+        merged = latest(instance, "merged_model")
+        assert merged.manifest["inputs"]["cpt_model"] == cpt.version and merged.manifest["inputs"]["dpo_adapter"] == dpo.version
+    finally:
+        status = release.read_status(tmp_path / "home")
+        if status:
+            servers.stop(status["pid"])
 
 
 def test_deployment_status_describes_the_running_server(pipeline):

@@ -1,5 +1,5 @@
-"""Real LoRA training on the tiny Llama: resume after a killed run, early stopping, and W&B offline
-tracking."""
+"""Real training on the tiny Llama: SFT resumed after a killed run, early stopping, W&B offline
+tracking, continued pretraining and DPO; the Unsloth path where a GPU is present."""
 
 import os
 import signal
@@ -10,10 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from llmops_assets.artifacts import read_jsonl
-from llmops_assets.data.synth import SEED_FILE
-from llmops_assets.settings import TrainingSettings
+from llmops_assets.artifacts import read_json, read_jsonl
+from llmops_assets.data.synth import PREFERENCES_FILE, SEED_FILE
+from llmops_assets.settings import DEFAULT_CONFIG, TrainingSettings, load_settings
+from llmops_assets.tools import ToolSchema
 from llmops_assets.training.base_models import build_base_model
+from llmops_assets.training.cpt import perplexity_ratio, read_corpus, train_cpt
+from llmops_assets.training.dpo import read_preferences, train_dpo
 from llmops_assets.training.sft import train_sft
 
 SYSTEM = "Answer with one JSON tool call."
@@ -110,4 +113,52 @@ def test_the_gemma_profile_builds_offline_with_a_chat_template_and_trains(tmp_pa
     assert prompt == "<bos><start_of_turn>user\nAdd task: Buy milk<end_of_turn>\n<start_of_turn>model\n"
     outcome = train(tmp_path / "gemma", tmp_path, base_model="gemma3-270m", max_steps=2, batch_size=2, eval_steps=2)
     assert outcome.steps == 2 and outcome.final_loss < 20
+    assert (tmp_path / "adapter" / "adapter_model.safetensors").exists()
+
+
+def test_continued_pretraining_makes_held_out_domain_text_more_predictable(tiny_base, tmp_path):
+    settings = TrainingSettings.model_validate(QUICK | {"continued_pretraining": {"enabled": True, "max_steps": 6,
+                                                                                  "learning_rate": 0.003}})
+    corpus = [text for _, text in read_corpus(settings.continued_pretraining.corpus)]
+    outcome = train_cpt(tiny_base, corpus, settings, tmp_path / "model", tmp_path / "work", tmp_path / "wandb",
+                        lambda _: None)
+    assert outcome.eval_points[0][0] == 0 and outcome.steps == 6  # step 0: the base model's held-out loss
+    assert perplexity_ratio(outcome.validation_losses) < 1.0
+    from transformers import AutoModelForCausalLM
+
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "model")  # a plain model again: LoRA merged in
+    assert not any("lora" in name for name, _ in merged.named_parameters())
+    assert (tmp_path / "model" / "tokenizer.model").exists()
+    # SFT starts from it like from any base model.
+    assert train(tmp_path / "model", tmp_path / "sft", max_steps=3).steps == 3
+
+
+def test_dpo_continues_the_sft_adapter_towards_the_chosen_answers(tiny_base, tmp_path):
+    settings = TrainingSettings.model_validate(QUICK | {"dpo": {"enabled": True, "max_steps": 6, "learning_rate": 0.001}})
+    train(tiny_base, tmp_path / "sft")
+    schema = ToolSchema.from_file(load_settings(DEFAULT_CONFIG).domain.tools_file)
+    pairs, quarantined = read_preferences([PREFERENCES_FILE], schema)
+    outcome = train_dpo(tiny_base, tmp_path / "sft" / "adapter", pairs, settings, SYSTEM, tmp_path / "dpo",
+                        tmp_path / "work", tmp_path / "wandb", lambda _: None)
+    assert outcome.steps == 6 and not quarantined
+    assert outcome.final_evaluation["rewards/accuracies"] > 0.5  # held-out pairs now favour the chosen answer
+    assert outcome.final_evaluation["rewards/margins"] > 0
+    assert outcome.train_losses[0][1] == pytest.approx(0.6931, abs=1e-3)  # log(2): policy == reference at the start
+    from safetensors.torch import load_file
+
+    sft, dpo = (load_file(tmp_path / path / "adapter_model.safetensors") for path in ("sft/adapter", "dpo"))
+    assert sft.keys() == dpo.keys()  # the same LoRA, not TRL's frozen reference copy as well
+    assert any(not sft[k].equal(dpo[k]) for k in sft)
+    assert read_json(tmp_path / "dpo" / "adapter_config.json")["r"] == settings.lora.r
+
+
+def test_unsloth_trains_the_same_adapter_on_a_gpu(tiny_base, tmp_path):
+    import importlib.util
+
+    import torch
+
+    if not torch.cuda.is_available() or importlib.util.find_spec("unsloth") is None:
+        pytest.skip("needs an NVIDIA GPU and the gpu extra: pip install -e '.[gpu]' -c constraints-gpu.txt")
+    outcome = train(tiny_base, tmp_path, backend="unsloth", max_steps=3)
+    assert outcome.backend == "unsloth" and outcome.steps == 3
     assert (tmp_path / "adapter" / "adapter_model.safetensors").exists()

@@ -10,14 +10,9 @@ import sys
 import pytest
 
 from llmops_assets.deployment import release, servers
-from llmops_assets_tests.conftest import GATES, TINY_CONFIG, derived_config
+from llmops_assets_tests.conftest import GATES, TINY_CONFIG, derived_config, gate_table
 
 pytestmark = pytest.mark.slow  # five tiny pipeline runs through the CLI, ~3 min
-
-
-def gate_table(stdout: str) -> dict[str, str]:
-    return {line.split()[1]: line.split()[-1] for line in stdout.splitlines()
-            if line.rstrip().endswith(("PASS", "FAIL", "WARN"))}
 
 
 def step_names(stdout: str) -> set[str]:
@@ -57,15 +52,15 @@ def test_check_fails_loudly_when_a_gate_fails(llmops, tmp_path):
     done = llmops("--config", str(strict), "check", "--select", "eval_report")
     assert done.returncode == 1, done.stdout[-3000:]
     gates = gate_table(done.stdout)
-    assert set(gates) == {"task_accuracy", "llm_judge", "no_regression", "safety"}, gates
-    assert gates["task_accuracy"] == "FAIL"
+    assert set(gates) == {f"eval_report:{gate}" for gate in ("task_accuracy", "llm_judge", "no_regression", "safety")}, gates
+    assert gates["eval_report:task_accuracy"] == "FAIL"
 
 
 def test_a_rerun_with_nothing_changed_rebuilds_nothing(llmops):
     before = release.read_status(llmops.home)
     done = llmops("run")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    for asset in ("base_model", "sft_adapter", "eval_report", "merged_model", "gguf_model"):
+    for asset in ("base_model", "cpt_model", "sft_adapter", "dpo_adapter", "eval_report", "merged_model", "gguf_model"):
         assert f"{asset}: inputs and config unchanged" in done.stderr, asset
     assert "already served and answering" in done.stderr
     after = release.read_status(llmops.home)
@@ -83,7 +78,7 @@ def test_rerun_from_failure_runs_only_what_failed_and_what_follows(llmops, tmp_p
     before = release.read_status(llmops.home)
     strict = derived_config(tmp_path, {"stages": {"evaluation": {"quality_gate": {"min_task_accuracy": 1.0}}}})
     failed = llmops("--config", str(strict), "run")
-    assert failed.returncode == 1 and gate_table(failed.stdout)["task_accuracy"] == "FAIL"
+    assert failed.returncode == 1 and gate_table(failed.stdout)["eval_report:task_accuracy"] == "FAIL"
     assert release.read_status(llmops.home)["version"] == before["version"]
     fixed = llmops("rerun")  # back on the project's config: the gate passes now
     assert fixed.returncode == 0, fixed.stdout[-3000:] + fixed.stderr[-3000:]

@@ -33,10 +33,12 @@ def test_the_sensor_launches_once_per_new_state_of_the_sources(tmp_path):
 
     first = tick(instance, config)
     assert isinstance(first, RunRequest)
-    assert {k.to_user_string() for k in first.asset_selection} == {"base_model", "raw_examples", "curated_dataset"}
+    selected = {k.to_user_string() for k in first.asset_selection}
+    assert selected == {"base_model", "cpt_model", "raw_examples", "curated_dataset"}
     assert tick(instance, config).run_key == first.run_key  # a repeated tick asks for the same run: deduplicated
 
-    instance.report_runless_asset_event(AssetMaterialization("base_model"))
+    for model_stage in ("base_model", "cpt_model"):
+        instance.report_runless_asset_event(AssetMaterialization(model_stage))
     record_ingest(instance, source_fingerprints([folder]))
     assert isinstance(tick(instance, config), SkipReason)
 

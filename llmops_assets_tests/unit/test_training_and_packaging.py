@@ -2,8 +2,9 @@ import pytest
 
 from llmops_assets.chat import model_messages, prompt_and_completion
 from llmops_assets.deployment.packaging import chat_markers, modelfile, ollama_spec
+from llmops_assets.training.backends import select_backend
 from llmops_assets.training.base_models import build_base_model
-from llmops_assets.training.sft import select_backend, validation_rise
+from llmops_assets.training.runner import validation_rise
 
 SEED = [{"role": "user", "content": "Add task: Buy milk"},
         {"role": "assistant", "content": None,

@@ -1,0 +1,106 @@
+"""Direct preference optimization: the SFT adapter trained further on (prompt, chosen, rejected)
+pairs against a frozen copy of itself (TRL's DPOTrainer on a PEFT model with an adapter)."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+from llmops_assets.chat import model_messages, prompt_and_completion, tool_calls_of
+from llmops_assets.data.ingest import Unreadable, jsonl_rows, quarantine_entry
+from llmops_assets.data.validate import format_problems
+from llmops_assets.settings import PreferenceSettings, TrainingSettings
+from llmops_assets.tools import ToolSchema
+from llmops_assets.training.backends import current_backend, load_for_training
+from llmops_assets.training.runner import Progress, TrainingOutcome, run_training, trainer_arguments
+
+SHAPE = ("an object with 'prompt' (messages ending with the user's), 'chosen' and 'rejected' "
+         "(each a list holding one assistant message)")
+
+
+def read_preferences(sources: list[Path], schema: ToolSchema) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(pairs, quarantined) from JSONL files in TRL's conversational preference shape. The chosen
+    answer must be a valid example; the rejected one only well-formed (it is wrong on purpose)."""
+    pairs, quarantined = [], []
+    for source in sources:
+        if not source.is_file():
+            raise ValueError(f"{source}: preference file not found (stages.training.dpo.preferences)")
+        for origin, row in jsonl_rows(source):
+            reason = row.reason if isinstance(row, Unreadable) else _pair_problem(row, schema)
+            if reason:
+                quarantined.append(quarantine_entry(origin, reason, getattr(row, "raw", row)))
+            else:
+                pairs.append({"origin": origin, **{k: row[k] for k in ("prompt", "chosen", "rejected")}})
+    return pairs, quarantined
+
+
+def _pair_problem(row: dict[str, Any], schema: ToolSchema) -> str | None:
+    prompt, chosen, rejected = row.get("prompt"), row.get("chosen"), row.get("rejected")
+    if not (isinstance(prompt, list) and prompt and _one_answer(chosen) and _one_answer(rejected)):
+        return f"expected {SHAPE}"
+    problems = format_problems(prompt + chosen, schema)
+    if problems:
+        return "chosen: " + "; ".join(problems)
+    try:
+        rejected_calls = tool_calls_of(rejected[0])
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+        return f"rejected: tool call does not parse: {exc}"
+    if not rejected_calls and not (rejected[0].get("content") or "").strip():
+        return "rejected: the assistant message has neither content nor a tool call"
+    if model_messages(chosen, "") == model_messages(rejected, ""):
+        return "chosen and rejected are the same answer"
+    return None
+
+
+def _one_answer(value: Any) -> bool:
+    return isinstance(value, list) and len(value) == 1 and isinstance(value[0], dict) and value[0].get("role") == "assistant"
+
+
+def split_pairs(pairs: list[dict[str, Any]], dpo: PreferenceSettings, seed: int) -> tuple[list, list]:
+    """(train, validation), seeded; at least one pair each."""
+    if len(pairs) < 2:
+        raise ValueError(f"DPO needs at least 2 valid preference pairs (one held out), got {len(pairs)}")
+    order = list(range(len(pairs)))
+    random.Random(seed).shuffle(order)
+    held_out = min(len(pairs) - 1, max(1, round(len(pairs) * dpo.validation_share)))
+    return [pairs[i] for i in order[held_out:]], [pairs[i] for i in order[:held_out]]
+
+
+def to_preference_texts(pairs: list[dict[str, Any]], tokenizer: Any, system_prompt: str) -> list[dict[str, str]]:
+    """Prompt, chosen and rejected rendered exactly as SFT renders prompt and completion."""
+    rendered = []
+    for pair in pairs:
+        prompt, chosen = prompt_and_completion(tokenizer, model_messages(pair["prompt"] + pair["chosen"], system_prompt))
+        _, rejected = prompt_and_completion(tokenizer, model_messages(pair["prompt"] + pair["rejected"], system_prompt))
+        rendered.append({"prompt": prompt, "chosen": chosen, "rejected": rejected})
+    return rendered
+
+
+def train_dpo(base_dir: Path, sft_adapter_dir: Path, pairs: list[dict[str, Any]], settings: TrainingSettings,
+              system_prompt: str, adapter_dir: Path, work_dir: Path, tracking_dir: Path,
+              progress: Progress) -> TrainingOutcome:
+    """Continue the SFT adapter with DPO and save the result (same LoRA shape) to `adapter_dir`.
+    The outcome's final evaluation holds the held-out reward accuracy the gate reads."""
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    dpo = settings.dpo
+    backend = current_backend(settings)
+    train, validation = split_pairs(pairs, dpo, settings.seed)
+
+    def build(report_to, callbacks):
+        model, tokenizer, _ = load_for_training(base_dir, settings, backend, adapter_dir=sft_adapter_dir)
+        progress(f"DPO on {len(train)} preference pairs ({len(validation)} held out), beta {dpo.beta}")
+        args = DPOConfig(**trainer_arguments(settings, work_dir, report_to, f"dpo-{work_dir.name}",
+                                             max_steps=dpo.max_steps, learning_rate=dpo.learning_rate), beta=dpo.beta)
+        return DPOTrainer(
+            model=model, args=args, processing_class=tokenizer, callbacks=callbacks,
+            train_dataset=Dataset.from_list(to_preference_texts(train, tokenizer, system_prompt)),
+            eval_dataset=Dataset.from_list(to_preference_texts(validation, tokenizer, system_prompt)))
+
+    def save(trainer):
+        trainer.model.save_pretrained(adapter_dir, selected_adapters=["default"])  # not TRL's frozen "ref" copy
+
+    return run_training(build, save, backend, settings, work_dir, tracking_dir, progress)

@@ -1,0 +1,233 @@
+"""What every training stage (CPT, SFT, DPO) shares: trainer arguments, resumable checkpoints, the
+time budget with progress and ETA, experiment tracking, and the outcome the gates read."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llmops_assets.settings import TrackingSettings, TrainingSettings
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class TrainingOutcome:
+    backend: str
+    steps: int
+    final_loss: float
+    validation_losses: list[float]
+    train_losses: list[tuple[int, float]]
+    eval_points: list[tuple[int, float]]
+    seconds: float
+    stopped_by_time_budget: bool
+    train_tokens: int
+    final_evaluation: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend,
+            "total_steps": self.steps,
+            "final_loss": self.final_loss,
+            "best_validation_loss": min(self.validation_losses, default=None),
+            "final_validation_loss": self.validation_losses[-1] if self.validation_losses else None,
+            "train_loss_history": self.train_losses,
+            "validation_loss_history": self.eval_points,
+            "training_time_seconds": self.seconds,
+            "tokens_per_second": self.train_tokens / self.seconds if self.seconds else 0.0,
+            "stopped_by_time_budget": self.stopped_by_time_budget,
+            "final_evaluation": self.final_evaluation,
+            **self.extra,
+        }
+
+
+def trainer_arguments(settings: TrainingSettings, work_dir: Path, report_to: list[str], run_name: str, *,
+                      max_steps: int, learning_rate: float) -> dict[str, Any]:
+    """TrainingArguments every stage uses (SFTConfig/DPOConfig take them): bf16 autocast on CPU, no
+    gradient checkpointing (small models: recomputation costs more than it saves), a resumable
+    checkpoint at every evaluation, the last step always logged."""
+    import torch
+
+    on_cpu = not torch.cuda.is_available()
+    return dict(
+        output_dir=str(work_dir),
+        num_train_epochs=settings.epochs,
+        max_steps=max_steps,
+        learning_rate=learning_rate,
+        per_device_train_batch_size=settings.batch_size,
+        per_device_eval_batch_size=settings.batch_size,
+        gradient_accumulation_steps=settings.gradient_accumulation_steps,
+        max_length=settings.max_seq_length,
+        gradient_checkpointing=False,
+        use_cpu=on_cpu,
+        bf16=settings.bf16_on_cpu if on_cpu else torch.cuda.is_bf16_supported(),
+        eval_strategy="steps",
+        eval_steps=settings.eval_steps,
+        logging_steps=max(1, settings.eval_steps // 4),
+        save_strategy="steps",
+        save_steps=settings.checkpoint_steps or settings.eval_steps,
+        save_total_limit=2,
+        report_to=report_to,
+        run_name=run_name,
+        seed=settings.seed,
+        lr_scheduler_type="cosine",
+        warmup_steps=5,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+    )
+
+
+def run_training(build_trainer: Callable[[list[str], list], Any], save: Callable[[Any], None], backend: str,
+                 settings: TrainingSettings, work_dir: Path, tracking_dir: Path, progress: Progress) -> TrainingOutcome:
+    """Train what `build_trainer(report_to, callbacks)` returns, resuming from the last complete
+    checkpoint in `work_dir` (the same folder for the same inputs and settings), evaluate the final
+    step, `save(trainer)`, then remove the checkpoints."""
+    with experiment_tracking(settings.tracking, tracking_dir) as report_to:
+        budget = _Budget(settings.quality_gate.max_minutes * 60, progress)
+        trainer = build_trainer(report_to, [budget.callback()])
+        resume = last_complete_checkpoint(work_dir)
+        if resume:
+            progress(f"resuming from {resume.name} (an earlier attempt stopped there)")
+        started = time.monotonic()
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        if not any(h.get("step") == trainer.state.global_step and "eval_loss" in h for h in trainer.state.log_history):
+            trainer.evaluate()
+        seconds = time.monotonic() - started
+        save(trainer)
+        tracked = _tracking_run(report_to)
+    state = trainer.state
+    history = state.log_history
+    train_losses = [(h["step"], h["loss"]) for h in history if "loss" in h]
+    eval_points = [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h]
+    final_evaluation = next(({k.removeprefix("eval_"): v for k, v in h.items() if k.startswith("eval_")}
+                             for h in reversed(history) if "eval_loss" in h), {})
+    early_stopping = settings.early_stopping_patience > 0
+    shutil.rmtree(work_dir, ignore_errors=True)
+    return TrainingOutcome(
+        backend=backend,
+        steps=state.global_step,
+        final_loss=train_losses[-1][1] if train_losses else math.inf,
+        validation_losses=[loss for _, loss in eval_points],
+        train_losses=train_losses,
+        eval_points=eval_points,
+        seconds=seconds,
+        stopped_by_time_budget=budget.exceeded,
+        # Our SFT trainer counts the tokens it trained on; TRL's trainers log a running `num_tokens`.
+        train_tokens=getattr(trainer, "tokens_seen", 0) or int(max((h.get("num_tokens", 0) for h in history), default=0)),
+        final_evaluation=final_evaluation,
+        extra={"resumed_from": resume.name if resume else None,
+               "stopped_early": early_stopping and not budget.exceeded and state.global_step < state.max_steps,
+               "best_checkpoint_step": _step_of(state.best_model_checkpoint), "tracking": tracked},
+    )
+
+
+def last_complete_checkpoint(work_dir: Path) -> Path | None:
+    """The newest checkpoint the trainer finished writing (its trainer_state.json comes last);
+    newer ones that a kill cut short are removed so that nothing resumes from them."""
+    checkpoints = sorted(work_dir.glob("checkpoint-*"), key=lambda p: _step_of(p.name))
+    complete = [p for p in checkpoints if _is_json(p / "trainer_state.json")]
+    if not complete:
+        return None
+    for partial in checkpoints[checkpoints.index(complete[-1]) + 1:]:
+        shutil.rmtree(partial)
+    return complete[-1]
+
+
+def _is_json(path: Path) -> bool:
+    try:
+        json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+@contextmanager
+def experiment_tracking(tracking: TrackingSettings, directory: Path) -> Iterator[list[str]]:
+    """The trainer's `report_to`, with W&B pointed at `directory` (offline by default) for the
+    duration of the run. An online run takes its key from the environment only."""
+    if tracking.wandb == "disabled":
+        yield []
+        return
+    if tracking.wandb == "online" and not os.environ.get("WANDB_API_KEY"):
+        raise RuntimeError("training.tracking.wandb is 'online' but WANDB_API_KEY is not set in the environment; "
+                           "export it, or use 'offline' and `wandb sync` the runs later")
+    directory.mkdir(parents=True, exist_ok=True)
+    values = {"WANDB_MODE": tracking.wandb, "WANDB_DIR": str(directory), "WANDB_PROJECT": tracking.project,
+              "WANDB_SILENT": "true", "WANDB_CONSOLE": "off"}
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield ["wandb"]
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _tracking_run(report_to: list[str]) -> dict[str, Any] | None:
+    """Close the W&B run the trainer opened and say where it is."""
+    if "wandb" not in report_to:
+        return None
+    import wandb
+
+    run = wandb.run
+    if run is None:
+        return None
+    found = {"wandb_mode": os.environ.get("WANDB_MODE"), "wandb_run_id": run.id, "wandb_dir": str(Path(run.dir).parent)}
+    wandb.finish()
+    return found
+
+
+def _step_of(checkpoint: str | None) -> int | None:
+    return int(checkpoint.rsplit("-", 1)[1]) if checkpoint else None
+
+
+def validation_rise(losses: list[float]) -> float:
+    """How far the last validation loss sits above the best one, as a fraction of the best:
+    0 while still improving, growing as the run diverges."""
+    if not losses:
+        return math.inf
+    best = min(losses)
+    return (losses[-1] - best) / best if best > 0 else 0.0
+
+
+class _Budget:
+    """Stops training at the time budget and reports step, loss and ETA as it goes."""
+
+    def __init__(self, seconds: float, progress: Progress):
+        self.seconds, self.progress, self.exceeded = seconds, progress, False
+        self.started = time.monotonic()
+
+    def callback(self):
+        from transformers import TrainerCallback
+
+        budget = self
+
+        class _Callback(TrainerCallback):
+            def on_log(self, args, state, control, logs=None, **kwargs):
+                elapsed = time.monotonic() - budget.started
+                eta = elapsed / max(state.global_step, 1) * (state.max_steps - state.global_step)
+                shown = {k: round(v, 4) for k, v in (logs or {}).items()
+                         if k in ("loss", "eval_loss", "eval_rewards/accuracies")}
+                budget.progress(f"step {state.global_step}/{state.max_steps} {json.dumps(shown)} "
+                                f"elapsed {elapsed:.0f}s ETA {eta:.0f}s")
+
+            def on_step_end(self, args, state, control, **kwargs):
+                if state.global_step >= state.max_steps:
+                    control.should_log = True  # the final loss is always logged, however short the run
+                if time.monotonic() - budget.started > budget.seconds:
+                    budget.exceeded = True
+                    control.should_training_stop = True
+
+        return _Callback()
