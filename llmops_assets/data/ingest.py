@@ -12,8 +12,11 @@ import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+from llmops_assets.artifacts import file_sha256
 
 
 @dataclass
@@ -160,10 +163,22 @@ def source_fingerprints(sources: list[Path]) -> dict[str, str]:
 def fingerprint(path: Path) -> str:
     """sha256 of a file's bytes; for a saved dataset folder, of its files' names and hashes."""
     if path.is_file():
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        return _file_digest(path)
     files = sorted(p for p in path.rglob("*") if p.is_file())
-    listing = [(p.relative_to(path).as_posix(), hashlib.sha256(p.read_bytes()).hexdigest()) for p in files]
+    listing = [(p.relative_to(path).as_posix(), _file_digest(p)) for p in files]
     return hashlib.sha256(json.dumps(listing).encode()).hexdigest()
+
+
+def _file_digest(path: Path) -> str:
+    """The new-data sensor fingerprints every source on each tick: a file whose size and mtime
+    did not change is not read again."""
+    stat = path.stat()
+    return _digest_of(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=65536)
+def _digest_of(path: str, size: int, mtime_ns: int) -> str:
+    return file_sha256(path)
 
 
 def changed_sources(current: dict[str, str], ingested: dict[str, str]) -> dict[str, str | None]:

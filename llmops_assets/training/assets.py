@@ -29,6 +29,9 @@ def kubernetes_op_tags() -> dict:
     return {"dagster-k8s/config": {"container_config": {"resources": {"requests": limits, "limits": limits}}}}
 
 
+TRAINING_OP_TAGS = kubernetes_op_tags()
+
+
 @asset(group_name="training", description="The base model as a Hugging Face folder (embedded profile, local folder or hub id).")
 def base_model(context: AssetExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
     settings = pipeline.settings
@@ -46,7 +49,7 @@ def base_model(context: AssetExecutionContext, pipeline: PipelineConfig, artifac
 
 
 @asset(automation_condition=AFTER_UPSTREAM_GATES, group_name="training", deps=["base_model"],
-       op_tags=kubernetes_op_tags(),
+       op_tags=TRAINING_OP_TAGS,
        description="The model fine-tuning starts from: the base model after continued pretraining on domain "
                    "text (stages.training.continued_pretraining), or the base model itself when that is off.")
 def cpt_model(context: AssetExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
@@ -73,7 +76,7 @@ def cpt_model(context: AssetExecutionContext, pipeline: PipelineConfig, artifact
 
 
 @asset(automation_condition=AFTER_UPSTREAM_GATES, group_name="training", deps=["cpt_model", "curated_dataset"],
-       op_tags=kubernetes_op_tags(),
+       op_tags=TRAINING_OP_TAGS,
        description="LoRA adapter from supervised fine-tuning on the train split (loss on the answer only).")
 def sft_adapter(context: AssetExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
     settings = pipeline.settings
@@ -96,7 +99,7 @@ def sft_adapter(context: AssetExecutionContext, pipeline: PipelineConfig, artifa
 
 
 @asset(automation_condition=AFTER_UPSTREAM_GATES, group_name="training", deps=["cpt_model", "sft_adapter"],
-       op_tags=kubernetes_op_tags(),
+       op_tags=TRAINING_OP_TAGS,
        description="The adapter evaluation and deployment take: the SFT adapter after DPO on preference pairs "
                    "(stages.training.dpo), or the SFT adapter itself when that is off.")
 def dpo_adapter(context: AssetExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):

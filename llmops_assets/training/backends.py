@@ -44,36 +44,38 @@ def load_for_training(base_dir: Path, settings: TrainingSettings, backend: str,
     """(model, tokenizer, peft_config for the trainer). With `adapter_dir` the model carries that
     adapter, trainable (DPO continues the SFT adapter) and peft_config is None; without it the
     trainer wraps a fresh LoRA (peft_config) or, on Unsloth, the model already has one."""
-    if backend == "unsloth":
-        return _load_with_unsloth(base_dir, settings, adapter_dir)
-    import torch
-    from peft import LoraConfig, PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(base_dir)
-    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
-    if adapter_dir is not None:
-        return PeftModel.from_pretrained(model, adapter_dir, is_trainable=True), tokenizer, None
-    lora = settings.lora
-    return model, tokenizer, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                                        target_modules=lora.target_modules, task_type="CAUSAL_LM")
-
-
-def _load_with_unsloth(base_dir: Path, settings: TrainingSettings, adapter_dir: Path | None):
-    from unsloth import FastLanguageModel  # the gpu extra; imported only on CUDA
-
-    model, tokenizer = FastLanguageModel.from_pretrained(
-        model_name=str(base_dir), max_seq_length=settings.max_seq_length, dtype=None,
-        load_in_4bit=settings.lora.load_in_4bit, local_files_only=True,
-    )
+    model, tokenizer = _load_with_unsloth(base_dir, settings) if backend == "unsloth" else _load_with_transformers(base_dir)
     if adapter_dir is not None:
         from peft import PeftModel
 
         return PeftModel.from_pretrained(model, adapter_dir, is_trainable=True), tokenizer, None
     lora = settings.lora
-    modules = _UNSLOTH_ALL_LINEAR if lora.target_modules == "all-linear" else lora.target_modules
-    model = FastLanguageModel.get_peft_model(
-        model, r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=modules,
-        bias="none", use_gradient_checkpointing=False, random_state=settings.seed,
+    if backend == "unsloth":
+        from unsloth import FastLanguageModel
+
+        modules = _UNSLOTH_ALL_LINEAR if lora.target_modules == "all-linear" else lora.target_modules
+        model = FastLanguageModel.get_peft_model(
+            model, r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=modules,
+            bias="none", use_gradient_checkpointing=False, random_state=settings.seed,
+        )
+        return model, tokenizer, None
+    from peft import LoraConfig
+
+    return model, tokenizer, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                                        target_modules=lora.target_modules, task_type="CAUSAL_LM")
+
+
+def _load_with_transformers(base_dir: Path):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    return AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32), AutoTokenizer.from_pretrained(base_dir)
+
+
+def _load_with_unsloth(base_dir: Path, settings: TrainingSettings):
+    from unsloth import FastLanguageModel  # the gpu extra; imported only on CUDA
+
+    return FastLanguageModel.from_pretrained(
+        model_name=str(base_dir), max_seq_length=settings.max_seq_length, dtype=None,
+        load_in_4bit=settings.lora.load_in_4bit, local_files_only=True,
     )
-    return model, tokenizer, None

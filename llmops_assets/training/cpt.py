@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import math
-import random
 from pathlib import Path
 from typing import Any
 
 from llmops_assets.modeling import save_merged
 from llmops_assets.settings import ContinuedPretrainingSettings, TrainingSettings
 from llmops_assets.training.backends import current_backend, load_for_training
-from llmops_assets.training.runner import Progress, TrainingOutcome, run_training, trainer_arguments
+from llmops_assets.training.runner import Progress, TrainingOutcome, held_out_split, run_training, trainer_arguments
 
 TEXT_SUFFIXES = (".txt", ".md")
 
@@ -62,13 +61,8 @@ def corpus_blocks(texts: list[str], tokenizer: Any, block_size: int) -> list[lis
 
 def split_blocks(blocks: list[list[int]], cpt: ContinuedPretrainingSettings, seed: int) -> tuple[list, list]:
     """(train, validation), seeded; at least one block each."""
-    if len(blocks) < 2:
-        raise ValueError(f"the continued-pretraining corpus makes {len(blocks)} block(s) of {cpt.block_size} tokens; "
-                         "it needs at least 2 (one held out): add text or lower block_size")
-    order = list(range(len(blocks)))
-    random.Random(seed).shuffle(order)
-    held_out = min(len(blocks) - 1, max(1, round(len(blocks) * cpt.validation_share)))
-    return [blocks[i] for i in order[held_out:]], [blocks[i] for i in order[:held_out]]
+    return held_out_split(blocks, cpt.validation_share, seed,
+                          f"continued-pretraining blocks of {cpt.block_size} tokens (add text or lower block_size)")
 
 
 def train_cpt(base_dir: Path, texts: list[str], settings: TrainingSettings, model_dir: Path, work_dir: Path,

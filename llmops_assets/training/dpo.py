@@ -4,7 +4,6 @@ pairs against a frozen copy of itself (TRL's DPOTrainer on a PEFT model with an 
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ from llmops_assets.data.validate import format_problems
 from llmops_assets.settings import PreferenceSettings, TrainingSettings
 from llmops_assets.tools import ToolSchema
 from llmops_assets.training.backends import current_backend, load_for_training
-from llmops_assets.training.runner import Progress, TrainingOutcome, run_training, trainer_arguments
+from llmops_assets.training.runner import Progress, TrainingOutcome, held_out_split, run_training, trainer_arguments
 
 SHAPE = ("an object with 'prompt' (messages ending with the user's), 'chosen' and 'rejected' "
          "(each a list holding one assistant message)")
@@ -60,12 +59,7 @@ def _one_answer(value: Any) -> bool:
 
 def split_pairs(pairs: list[dict[str, Any]], dpo: PreferenceSettings, seed: int) -> tuple[list, list]:
     """(train, validation), seeded; at least one pair each."""
-    if len(pairs) < 2:
-        raise ValueError(f"DPO needs at least 2 valid preference pairs (one held out), got {len(pairs)}")
-    order = list(range(len(pairs)))
-    random.Random(seed).shuffle(order)
-    held_out = min(len(pairs) - 1, max(1, round(len(pairs) * dpo.validation_share)))
-    return [pairs[i] for i in order[held_out:]], [pairs[i] for i in order[:held_out]]
+    return held_out_split(pairs, dpo.validation_share, seed, "valid preference pairs (DPO)")
 
 
 def to_preference_texts(pairs: list[dict[str, Any]], tokenizer: Any, system_prompt: str) -> list[dict[str, str]]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -128,6 +129,16 @@ def run_training(build_trainer: Callable[[list[str], list], Any], save: Callable
                "stopped_early": early_stopping and not budget.exceeded and state.global_step < state.max_steps,
                "best_checkpoint_step": _step_of(state.best_model_checkpoint), "tracking": tracked},
     )
+
+
+def held_out_split(items: list, share: float, seed: int, what: str) -> tuple[list, list]:
+    """(train, validation): a seeded shuffle with `share` held out, at least one item on each side."""
+    if len(items) < 2:
+        raise ValueError(f"at least 2 {what} are needed (one held out), {len(items)} found")
+    order = list(range(len(items)))
+    random.Random(seed).shuffle(order)
+    held_out = min(len(items) - 1, max(1, round(len(items) * share)))
+    return [items[i] for i in order[held_out:]], [items[i] for i in order[:held_out]]
 
 
 def last_complete_checkpoint(work_dir: Path) -> Path | None:

@@ -84,10 +84,19 @@ def test_continued_pretraining_and_dpo_run_in_the_graph_with_their_gates(tmp_pat
         assert cpt.version != base.version and cpt.manifest["inputs"]["base_model"] == base.version
         adapter_config = json.loads((sft.path / "adapter_weights" / "adapter_config.json").read_text())
         assert adapter_config["base_model_name_or_path"] == f"cpt_model@{cpt.version}"
-        assert dpo.manifest["inputs"] == dpo.manifest["inputs"] | {"cpt_model": cpt.version, "sft_adapter": sft.version}
+        assert {"cpt_model": cpt.version, "sft_adapter": sft.version}.items() <= dpo.manifest["inputs"].items()
         assert (dpo.path / "loss_curves.png").exists() and (dpo.path / "quarantine.jsonl").read_text() == ""
         merged = latest(instance, "merged_model")
         assert merged.manifest["inputs"]["cpt_model"] == cpt.version and merged.manifest["inputs"]["dpo_adapter"] == dpo.version
+
+        # Both new gates can fail: stricter thresholds, the same artifacts, only the gates re-run.
+        stages["continued_pretraining"]["quality_gate"] = {"max_perplexity_ratio": 1e-6}
+        stages["dpo"]["quality_gate"] = {"min_reward_accuracy": 1.0}
+        (tmp_path / "strict").mkdir()
+        strict = derived_config(tmp_path / "strict", {"stages": {"training": stages}})
+        checked = run_pipeline(instance, strict, tmp_path / "home", job="checks_only")
+        failed = {(e.asset_key.to_user_string(), e.check_name) for e in checked.get_asset_check_evaluations() if not e.passed}
+        assert failed == {("cpt_model", "domain_perplexity"), ("dpo_adapter", "preference_accuracy")}
     finally:
         status = release.read_status(tmp_path / "home")
         if status:
