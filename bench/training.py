@@ -1,16 +1,21 @@
 """Training-step benchmark: the pipeline's SFT trainer vs a plain `transformers.Trainer` loop on
-the same LoRA model, data, batch and precision, and vs TRL SFTTrainer with its defaults;
-interleaved in one run so that machine noise hits all three alike.
+the same LoRA model, data, batch and precision, and vs TRL SFTTrainer with its defaults; on an
+NVIDIA GPU with the `gpu` extra also the pipeline on the Unsloth backend. Interleaved in one run so
+that machine noise hits all variants alike.
 
     .venv/bin/python bench/training.py [--base-model smollm2-135m-instruct] [--steps 8] [--rounds 2]
 
-Prints examples/s and tokens/s of each and the ratios. Target: pipeline >= 1.0x the plain Trainer.
+Prints examples/s and tokens/s of each and the ratios. Target: pipeline >= 1.0x the plain Trainer
+(and Unsloth above the pipeline on TRL, where it runs).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,6 +24,7 @@ from llmops_assets.artifacts import read_jsonl
 from llmops_assets.chat import model_messages, prompt_and_completion
 from llmops_assets.data.synth import SEED_FILE
 from llmops_assets.settings import load_settings
+from llmops_assets.training.backends import select_backend
 from llmops_assets.training.base_models import build_base_model
 from llmops_assets.training.sft import build_sft_trainer
 
@@ -71,11 +77,22 @@ def trl_defaults(base: Path, rows: list[dict], settings, system_prompt: str, out
                                              task_type="CAUSAL_LM"))
 
 
+WARMUP_STEPS = 3
+VARIANTS = {
+    "pipeline": lambda base, rows, settings, system, out: build_sft_trainer(base, rows, rows[:8], settings, system, out, [], []),
+    "plain Trainer": plain_trainer,
+    "TRL defaults": trl_defaults,
+    "pipeline Unsloth": lambda base, rows, settings, system, out: build_sft_trainer(
+        base, rows, rows[:8], settings, system, out, [], [], backend="unsloth"),
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base-model", default=None, help="a base model spec (default: the pipeline config's)")
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--time-one", nargs=2, metavar=("VARIANT", "BASE_DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     config = load_settings()
     spec = args.base_model or config.stages.training.base_model
@@ -84,30 +101,73 @@ def main() -> None:
         "tracking": config.stages.training.tracking.model_copy(update={"wandb": "disabled"})})
     rows = read_jsonl(SEED_FILE)[: args.steps * settings.batch_size]
     system = config.domain.system_prompt
-    scratch = Path(tempfile.mkdtemp(prefix="bench-training-"))
-    base = scratch / "base"
+    if args.time_one:  # a child: one variant, timed in a fresh process
+        name, base = args.time_one[0], Path(args.time_one[1])
+        trainer = VARIANTS[name](base, rows, settings, system, Path(tempfile.mkdtemp(prefix="bench-training-run-")))
+        clock = _step_clock(WARMUP_STEPS)
+        trainer.add_callback(clock)
+        trainer.train()
+        print(json.dumps({"seconds": time.perf_counter() - clock.started, "steady": clock.steady_seconds()}))
+        return
+    base = Path(tempfile.mkdtemp(prefix="bench-training-")) / "base"
     build_base_model(spec, base, [m.get("content") or "" for r in rows for m in r["messages"]] + [system])
     tokens = _tokens_per_example(base, rows, system)
-    variants = {
-        "pipeline": lambda out: build_sft_trainer(base, rows, rows[:8], settings, system, out, [], []),
-        "plain Trainer": lambda out: plain_trainer(base, rows, settings, system, out),
-        "TRL defaults": lambda out: trl_defaults(base, rows, settings, system, out),
-    }
-    seconds: dict[str, list[float]] = {name: [] for name in variants}
+    # Each run in its own process: Unsloth patches transformers and TRL process-wide when it loads.
+    names = [n for n in VARIANTS if n != "pipeline Unsloth" or select_backend("auto", _cuda_available()) == "unsloth"]
+    seconds: dict[str, list[float]] = {name: [] for name in names}
+    steady: dict[str, list[float]] = {name: [] for name in names}
     for round_number in range(args.rounds):
-        for name, make in variants.items():
-            trainer = make(scratch / f"{name}-{round_number}".replace(" ", "_"))
-            started = time.perf_counter()
-            trainer.train()
-            seconds[name].append(time.perf_counter() - started)
-            print(f"round {round_number + 1} {name:14s} {seconds[name][-1]:6.1f} s", flush=True)
+        for name in names:
+            child = subprocess.run([sys.executable, __file__, "--base-model", spec, "--steps", str(args.steps),
+                                    "--time-one", name, str(base)], capture_output=True, text=True)
+            if child.returncode:
+                raise SystemExit(f"{name} failed:\n{child.stderr[-3000:]}")
+            timing = json.loads(child.stdout.strip().splitlines()[-1])
+            seconds[name].append(timing["seconds"])
+            steady[name].append(timing["steady"])
+            print(f"round {round_number + 1} {name:16s} {seconds[name][-1]:6.1f} s", flush=True)
     examples = args.steps * settings.batch_size
     baseline = statistics.median(seconds["plain Trainer"])
-    print(f"\n{spec}, {args.steps} steps x batch {settings.batch_size}, ~{tokens:.0f} tokens/example, median of {args.rounds}")
+    steady_baseline = statistics.median(steady["plain Trainer"])
+    print(f"\n{spec}, {args.steps} steps x batch {settings.batch_size}, ~{tokens:.0f} tokens/example, median of "
+          f"{args.rounds}; steady = after the first {WARMUP_STEPS} steps (compilation, caches)")
     for name, values in seconds.items():
-        median = statistics.median(values)
-        print(f"{name:14s} {examples / median:6.2f} examples/s {examples * tokens / median:8.0f} tokens/s "
-              f"{baseline / median:5.2f}x plain Trainer")
+        median, steady_median = statistics.median(values), statistics.median(steady[name])
+        print(f"{name:16s} {examples / median:6.2f} examples/s {examples * tokens / median:8.0f} tokens/s "
+              f"{baseline / median:5.2f}x plain Trainer | steady {steady_baseline / steady_median:5.2f}x")
+
+
+def _step_clock(warmup: int):
+    """A trainer callback with the wall time of the whole `train()` and of the steps after `warmup`."""
+    from transformers import TrainerCallback
+
+    class StepClock(TrainerCallback):
+        def __init__(self):
+            self.started = time.perf_counter()
+            self.warm_at: tuple[int, float] = (0, self.started)
+            self.ended: tuple[int, float] = (0, self.started)
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.started = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            now = time.perf_counter()
+            if state.global_step == warmup:
+                self.warm_at = (state.global_step, now)
+            self.ended = (state.global_step, now)
+
+        def steady_seconds(self) -> float:
+            """Seconds for all the steps at the per-step rate after the warm-up."""
+            (warm_step, warm_time), (last_step, last_time) = self.warm_at, self.ended
+            return (last_time - warm_time) / (last_step - warm_step) * last_step
+
+    return StepClock()
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _tokens_per_example(base: Path, rows: list[dict], system: str) -> float:

@@ -5,6 +5,7 @@ and the artifacts they write are the same either way."""
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,12 @@ def current_backend(settings: TrainingSettings) -> str:
     import torch
 
     backend = select_backend(settings.backend, torch.cuda.is_available())
+    if backend == "unsloth":
+        import unsloth  # noqa: F401  -- before TRL is imported, so that its patches apply to the trainers
+    elif "unsloth" in sys.modules:
+        raise RuntimeError("Unsloth was imported in this process and patches TRL process-wide (seen on an H100: "
+                           "a LoRA run trained every weight and saved no adapter); run the trl backend in a "
+                           "process of its own")
     if settings.lora.load_in_4bit and backend != "unsloth":
         raise RuntimeError("lora.load_in_4bit (QLoRA) needs the unsloth backend on an NVIDIA GPU; "
                            "set it to false to train LoRA on this machine")

@@ -123,7 +123,7 @@ def run_training(build_trainer: Callable[[list[str], list], Any], save: Callable
         seconds=seconds,
         stopped_by_time_budget=budget.exceeded,
         # Our SFT trainer counts the tokens it trained on; TRL's trainers log a running `num_tokens`.
-        train_tokens=getattr(trainer, "tokens_seen", 0) or int(max((h.get("num_tokens", 0) for h in history), default=0)),
+        train_tokens=int(getattr(trainer, "tokens_seen", 0)) or int(max((h.get("num_tokens", 0) for h in history), default=0)),
         final_evaluation=final_evaluation,
         extra={"resumed_from": resume.name if resume else None,
                "stopped_early": early_stopping and not budget.exceeded and state.global_step < state.max_steps,

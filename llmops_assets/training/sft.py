@@ -79,11 +79,12 @@ def plain_loss_trainer_class():
     from trl import SFTTrainer
 
     class PipelineSFTTrainer(SFTTrainer):
-        tokens_seen = 0
+        tokens_seen = 0  # summed on the training device: reading it back each step stalls a GPU
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if model.training:
-                self.tokens_seen += int(inputs["attention_mask"].sum())
+            if model.training:  # Unsloth packs padding-free batches: no mask, no padding to leave out
+                mask = inputs.get("attention_mask")
+                self.tokens_seen = self.tokens_seen + (mask.sum() if mask is not None else inputs["input_ids"].numel())
             return Trainer.compute_loss(self, model, inputs, return_outputs=return_outputs,
                                         num_items_in_batch=num_items_in_batch)
 

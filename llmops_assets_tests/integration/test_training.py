@@ -152,13 +152,24 @@ def test_dpo_continues_the_sft_adapter_towards_the_chosen_answers(tiny_base, tmp
     assert read_json(tmp_path / "dpo" / "adapter_config.json")["r"] == settings.lora.r
 
 
-def test_unsloth_trains_the_same_adapter_on_a_gpu(tiny_base, tmp_path):
+def test_unsloth_trains_the_same_adapter_as_trl_on_a_gpu(tiny_base, tmp_path):
     import importlib.util
 
     import torch
 
     if not torch.cuda.is_available() or importlib.util.find_spec("unsloth") is None:
         pytest.skip("needs an NVIDIA GPU and the gpu extra: pip install -e '.[gpu]' -c constraints-gpu.txt")
-    outcome = train(tiny_base, tmp_path, backend="unsloth", max_steps=3)
-    assert outcome.backend == "unsloth" and outcome.steps == 3
-    assert (tmp_path / "adapter" / "adapter_model.safetensors").exists()
+    outcomes = {backend: train(tiny_base, tmp_path / backend, backend=backend, max_steps=6, eval_steps=6)
+                for backend in ("trl", "unsloth")}  # TRL first: Unsloth, once loaded, patches it process-wide
+    with pytest.raises(RuntimeError, match="patches TRL process-wide"):
+        train(tiny_base, tmp_path / "mixed", backend="trl")
+    assert outcomes["unsloth"].backend == "unsloth" and outcomes["trl"].backend == "trl"
+    for outcome in outcomes.values():
+        assert outcome.steps == 6 and outcome.train_losses[-1][1] < outcome.train_losses[0][1]
+    from safetensors.torch import load_file
+
+    unsloth, trl = (load_file(tmp_path / backend / "adapter" / "adapter_model.safetensors") for backend in ("unsloth", "trl"))
+    assert {k: v.shape for k, v in unsloth.items()} == {k: v.shape for k, v in trl.items()}  # same LoRA, same files
+    lora = [read_json(tmp_path / backend / "adapter" / "adapter_config.json") for backend in ("unsloth", "trl")]
+    # Unsloth names each module by its path, PEFT by its suffix; PEFT matches either way.
+    assert len({(c["r"], c["lora_alpha"], frozenset(m.rsplit(".", 1)[-1] for m in c["target_modules"])) for c in lora}) == 1
