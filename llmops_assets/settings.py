@@ -69,8 +69,33 @@ class QualityFilterSettings(_Strict):
     allow_control_chars: bool = False
 
 
+class SyntheticSettings(_Strict):
+    """Self-Instruct expansion of the valid source examples up to `target_count`. `template` is the
+    embedded Task API domain's deterministic generator; `llm` asks a model behind an
+    OpenAI-compatible endpoint for new examples in the style of a few source ones. Either way each
+    row passes the same validation as source rows; rows that fail are kept apart with their reason."""
+
+    enabled: bool = False
+    generator: Literal["template", "llm"] = "template"
+    target_count: int = Field(800, ge=1, description="Valid examples after expansion: source rows plus synthetic ones.")
+    seed: int = 13
+    endpoint: str = Field("served", description="'served': the deployed model's endpoint (deployment_status.json); "
+                                                "or a base URL such as http://127.0.0.1:11434/v1 (Ollama), "
+                                                "https://api.openai.com/v1")
+    model: str | None = Field(None, description="The model name the endpoint knows; 'served' uses the deployed alias.")
+    api_key_env: str = "OPENAI_API_KEY"
+    response_format: Literal["json_object", "json_schema", "none"] = Field(
+        "json_object", description="How the answer is constrained to the example schema: json_object (llama.cpp "
+                                   "server), json_schema (OpenAI, vLLM, Ollama), none (parse the text).")
+    few_shot: int = Field(4, ge=1, description="Source examples shown in each request.")
+    temperature: float = Field(0.9, ge=0)
+    max_attempts_per_example: int = Field(
+        4, ge=1, description="Requests per wanted example before the generator gives up, reporting what it has.")
+
+
 class DataSettings(_Strict):
     sources: list[Path] = [PACKAGE_DIR / "data" / "seed" / "task_api_examples.jsonl"]
+    synthetic: SyntheticSettings = SyntheticSettings()
     near_duplicates: NearDuplicateSettings = NearDuplicateSettings()
     quality_filters: QualityFilterSettings = QualityFilterSettings()
     split: SplitSettings = SplitSettings()

@@ -7,25 +7,40 @@ from llmops_assets.artifacts import read_jsonl, write_json, write_jsonl
 from llmops_assets.chat import model_messages, prompt_and_completion
 from llmops_assets.conditions import AFTER_UPSTREAM_GATES
 from llmops_assets.data.curate import SPLITS, curate
+from llmops_assets.data.expand import Expansion, endpoint_asker, expand
 from llmops_assets.data.ingest import IngestResult, ingest
+from llmops_assets.deployment import release
 from llmops_assets.plots import data_profile_png, markdown_image
 from llmops_assets.resources import ArtifactStoreResource, PipelineConfig, artifact_result
 from llmops_assets.tools import ToolSchema
 
 
 @asset(group_name="data",
-       description="Every row of the configured sources, parsed, with its origin; unreadable rows quarantined.")
+       description="Every row of the configured sources, parsed, with its origin; unreadable rows quarantined; "
+                   "synthetic examples added (tagged) when stages.data.synthetic is enabled.")
 def raw_examples(context: AssetExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
-    sources = pipeline.settings.stages.data.sources
-    result = ingest(sources)
+    data = pipeline.settings.stages.data
+    result = ingest(data.sources)
     context.log.info(f"read {result.input_rows} rows from {len(result.files)} files, "
                      f"{len(result.quarantined)} quarantined")
-    with artifacts.store.write("raw_examples", inputs=result.files) as out:
+    expansion = Expansion()
+    if data.synthetic.enabled:
+        ask = (endpoint_asker(data.synthetic, release.read_status(artifacts.home_path))
+               if data.synthetic.generator == "llm" else None)
+        expansion = expand(result.records, ToolSchema.from_file(pipeline.settings.domain.tools_file), data.synthetic,
+                           data.quality_filters, ask, progress=context.log.info)
+        context.log.info(f"synthetic ({data.synthetic.generator}): {len(expansion.records)} accepted, "
+                         f"{len(expansion.rejected)} rejected in {expansion.attempts} attempts")
+        result.records += expansion.records
+    with artifacts.store.write("raw_examples", inputs=result.files,
+                               config={"synthetic": data.synthetic.model_dump(mode="json")}) as out:
         write_jsonl(out.dir / "records.jsonl", result.records)
         write_jsonl(out.dir / "quarantine.jsonl", result.quarantined)
+        write_jsonl(out.dir / "synthetic_rejected.jsonl", expansion.rejected)
         out.metrics = {"input_rows": result.input_rows, "records": len(result.records),
-                       "quarantined": len(result.quarantined)}
-    return artifact_result(out, **out.metrics, source_files=MetadataValue.json(result.files))
+                       "quarantined": len(result.quarantined), **expansion.counts()}
+    return artifact_result(out, **out.metrics, source_files=MetadataValue.json(result.files),
+                           first_synthetic_rejected=MetadataValue.json(expansion.rejected[:5]))
 
 
 @asset(automation_condition=AFTER_UPSTREAM_GATES, group_name="data", deps=["raw_examples", "base_model"],

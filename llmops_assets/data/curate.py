@@ -188,6 +188,8 @@ def _report(ingested: IngestResult, quarantined: list, duplicates: list,
         "avg_tokens": statistics.fmean(tokens) if tokens else 0.0,
         "max_tokens": max(tokens, default=0),
         "per_tool": dict(sorted(Counter(primary_tool(r) for v in splits.values() for r in v).items())),
+        "synthetic_examples": dict(sorted(Counter(r["synthetic"] for v in splits.values() for r in v
+                                                  if r.get("synthetic")).items())),
         "quality_score": _quality_score(input_rows, len(quarantined), len(duplicates)),
         "source_files": ingested.files,
     }

@@ -78,15 +78,6 @@ def first_token_ms(endpoint: str, model: str, messages: list[dict[str, str]]) ->
     raise RuntimeError(f"{endpoint} streamed no content token")
 
 
-def chat(endpoint: str, model: str, messages: list[dict[str, str]], max_tokens: int = 64) -> str:
-    body = json.dumps({"model": model, "messages": messages, "max_tokens": max_tokens,
-                       "temperature": 0}).encode()
-    request = urllib.request.Request(f"{endpoint}/chat/completions", data=body,
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=120) as response:
-        return json.load(response)["choices"][0]["message"]["content"] or ""
-
-
 def resident_memory_bytes(pid: int) -> int:
     import psutil
 

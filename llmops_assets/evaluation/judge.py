@@ -8,12 +8,11 @@ deliberately corrupted ones, and its agreement with exact match is reported as b
 
 from __future__ import annotations
 
-import json
 import os
 import random
-import urllib.request
 from typing import Any, Protocol
 
+from llmops_assets.endpoints import chat_completion
 from llmops_assets.tools import ToolCall
 
 RUBRIC = {
@@ -109,10 +108,4 @@ class EndpointJudge:
         return [1.0 if self._ask(c).strip().lower().startswith("yes") else 0.0 for c in conversations]
 
     def _ask(self, messages: list[dict[str, str]]) -> str:
-        body = json.dumps({"model": self.model, "messages": messages, "max_tokens": 3, "temperature": 0}).encode()
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        request = urllib.request.Request(f"{self.endpoint}/chat/completions", data=body, headers=headers)
-        with urllib.request.urlopen(request, timeout=120) as response:
-            return json.load(response)["choices"][0]["message"]["content"] or ""
+        return chat_completion(self.endpoint, self.model, messages, max_tokens=3, api_key=self.api_key)

@@ -11,6 +11,7 @@ import pytest
 from llmops_assets.artifacts import Artifact, ArtifactStore
 from llmops_assets.chat import parse_tool_call
 from llmops_assets.deployment import release, servers
+from llmops_assets.endpoints import chat_completion
 from llmops_assets.settings import DEFAULT_CONFIG, load_settings
 from llmops_assets.tools import ToolCall
 from llmops_assets_tests.conftest import GATES, derived_config, gate_table
@@ -62,7 +63,7 @@ def test_served_model_answers_with_the_right_tool_call(default_run):
     settings = load_settings(DEFAULT_CONFIG)
     messages = [{"role": "system", "content": settings.domain.system_prompt},
                 {"role": "user", "content": "Delete task 17"}]
-    answer = servers.chat(status["endpoint"], status["model_name"], messages)
+    answer = chat_completion(status["endpoint"], status["model_name"], messages)
     assert parse_tool_call(answer) == ToolCall("delete_task", {"task_id": 17})
 
 

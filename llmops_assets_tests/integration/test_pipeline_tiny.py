@@ -12,6 +12,7 @@ from llmops_assets.artifacts import Artifact, file_sha256
 from llmops_assets.definitions import ASSETS, build_definitions
 from llmops_assets.deployment import release, servers
 from llmops_assets.deployment.targets import ollama_answers, ollama_host
+from llmops_assets.endpoints import chat_completion
 from llmops_assets.resources import ArtifactStoreResource, PipelineConfig
 from llmops_assets_tests.conftest import GATES, TINY_CONFIG, derived_config
 from llmops_assets_tests.ollama_double import OllamaDouble
@@ -68,14 +69,18 @@ def test_switched_off_stages_pass_their_input_through(pipeline):
     assert latest(instance, "eval_report").manifest["inputs"]["dpo_adapter"] == dpo.version
 
 
-def test_continued_pretraining_and_dpo_run_in_the_graph_with_their_gates(tmp_path):
+def test_synthetic_data_continued_pretraining_and_dpo_run_in_the_graph_with_their_gates(tmp_path):
     instance = DagsterInstance.ephemeral()
     stages = {"continued_pretraining": {"enabled": True, "max_steps": 6, "learning_rate": 0.003},
               "dpo": {"enabled": True, "max_steps": 6, "learning_rate": 0.001, "quality_gate": {"min_reward_accuracy": 0.5}}}
-    config = derived_config(tmp_path, {"stages": {"training": stages}})
+    synthetic = {"enabled": True, "generator": "template", "target_count": 560}
+    config = derived_config(tmp_path, {"stages": {"training": stages, "data": {"synthetic": synthetic}}})
     result = run_pipeline(instance, config, tmp_path / "home")
     try:
         assert result.success, [(e.check_name, e.metadata) for e in result.get_asset_check_evaluations() if not e.passed]
+        assert latest(instance, "raw_examples").metrics["synthetic_accepted"] == 560 - 520  # 520 valid seed rows
+        report = json.loads((latest(instance, "curated_dataset").path / "data_quality_report.json").read_text())
+        assert report["synthetic_examples"] == {"template": 40}  # none of them a duplicate of a source row
         checks = {(e.asset_key.to_user_string(), e.check_name): e for e in result.get_asset_check_evaluations()}
         assert checks[("cpt_model", "domain_perplexity")].metadata["value"].value < 1.0
         assert checks[("dpo_adapter", "preference_accuracy")].metadata["value"].value >= 0.5
@@ -177,7 +182,8 @@ def test_rollback_serves_the_previous_release_again_without_retraining(pipeline,
     assert restored["version"] == first["version"] and restored["model_path"] == first["model_path"]
     assert file_sha256(restored["model_path"]) == first["model_sha256"]
     assert servers.is_alive(restored["pid"]) and not servers.is_alive(second["pid"])
-    assert servers.chat(restored["endpoint"], restored["model_name"], [{"role": "user", "content": "hi"}], 4) is not None
+    hello = [{"role": "user", "content": "hi"}]
+    assert chat_completion(restored["endpoint"], restored["model_name"], hello, max_tokens=4) is not None
 
 
 def test_rollback_to_a_version_never_served_is_refused(pipeline):
@@ -231,3 +237,32 @@ def test_live_ollama_serves_the_release(pipeline, monkeypatch):
     assert result.success
     status = release.read_status(home)
     assert status["server"] == "ollama" and status["version"] == version
+
+
+def test_the_served_model_generates_synthetic_rows_that_pass_validation_or_are_kept_with_why(pipeline):
+    from llmops_assets.data.expand import endpoint_asker, expand
+    from llmops_assets.data.ingest import ingest
+    from llmops_assets.data.validate import format_problems
+    from llmops_assets.settings import QualityFilterSettings, SyntheticSettings, load_settings
+    from llmops_assets.tools import ToolSchema
+
+    _, home, _ = pipeline
+    settings = load_settings(TINY_CONFIG)
+    schema = ToolSchema.from_file(settings.domain.tools_file)
+    seeds = ingest(settings.stages.data.sources).records
+    synthetic = SyntheticSettings(enabled=True, generator="llm", target_count=len(seeds) + 4, max_attempts_per_example=2)
+    asked = []
+    ask = endpoint_asker(synthetic, release.read_status(home))  # the llama.cpp server of the served release
+
+    def recorded(messages, response_format, seed):
+        asked.append(ask(messages, response_format, seed))
+        return asked[-1]
+
+    expansion = expand(seeds, schema, synthetic, QualityFilterSettings(), recorded)
+    assert expansion.attempts == len(asked) == len(expansion.records) + len(expansion.rejected) <= 8
+    assert all(json.loads(text[text.find("{"):], strict=False).keys() >= {"request", "tool"} for text in asked
+               if text.rstrip().endswith("}"))  # the schema-constrained decoder only writes this shape
+    assert not any(format_problems(r["messages"], schema) for r in expansion.records)
+    assert all(q["reason"] and q["raw"] in asked for q in expansion.rejected)
+    with pytest.raises(ValueError, match="no model is deployed yet"):
+        endpoint_asker(synthetic, None)

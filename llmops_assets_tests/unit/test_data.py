@@ -3,11 +3,12 @@ import json
 import pytest
 
 from llmops_assets.artifacts import read_jsonl
-from llmops_assets.data.curate import curate, leaked_examples, split
+from llmops_assets.data.curate import curate, leaked_examples, normalized_text, split
+from llmops_assets.data.expand import expand
 from llmops_assets.data.ingest import ingest
 from llmops_assets.data.synth import SEED_FILE, generate_task_api_examples
 from llmops_assets.data.validate import format_problems
-from llmops_assets.settings import NearDuplicateSettings, QualityFilterSettings, load_settings
+from llmops_assets.settings import NearDuplicateSettings, QualityFilterSettings, SyntheticSettings, load_settings
 from llmops_assets.tools import ToolSchema
 
 RATIOS = {"train": 0.8, "validation": 0.1, "test": 0.1}
@@ -155,3 +156,60 @@ def test_quality_filters_quarantine_with_the_reason_and_spare_the_seed(tmp_path,
     assert report["input_rows"] == report["total_examples"] + report["quarantined"] + report["duplicates_removed"]
     seed = curate(ingest([SEED_FILE]), schema, RATIOS, seed=42, count_tokens=lambda r: 10, quality=QualityFilterSettings())
     assert seed.report["quality_filtered"] == 0
+
+
+def test_template_expansion_reaches_the_target_with_valid_tagged_new_rows(schema):
+    seeds = ingest([SEED_FILE]).records
+    settings = SyntheticSettings(enabled=True, generator="template", target_count=len(seeds) + 300)
+    expansion = expand(seeds, schema, settings, QualityFilterSettings())
+    assert len(expansion.records) == 300 and expansion.attempts == 300 + len(expansion.rejected)
+    assert all(r["synthetic"] == "template" and r["origin"].startswith("synthetic:template:") for r in expansion.records)
+    assert not any(format_problems(r["messages"], schema) for r in expansion.records)
+    known = {normalized_text(r["messages"]) for r in seeds}
+    assert not any(normalized_text(r["messages"]) in known for r in expansion.records)
+    assert all(q["reason"] == "repeats an existing example" for q in expansion.rejected)  # the template's repeats
+    assert [r["id"] for r in expand(seeds, schema, settings, QualityFilterSettings()).records] == \
+        [r["id"] for r in expansion.records]  # deterministic
+    assert expand(seeds, schema, settings.model_copy(update={"target_count": 10}), QualityFilterSettings()).attempts == 0
+    ingested = ingest([SEED_FILE])
+    ingested.records += expansion.records
+    report = curate(ingested, schema, RATIOS, 0, lambda r: 10).report
+    assert report["synthetic_examples"] == {"template": 300}
+    assert report["input_rows"] == report["total_examples"] + report["quarantined"] + report["duplicates_removed"]
+
+
+@pytest.mark.parametrize("answer, reason", [
+    ("Sure! Here you go.", "no JSON object in the answer"),
+    ('{"request": "Add milk", "tool": "add_task", "arguments": {"title": "milk"', "no JSON object in the answer"),
+    ('{"request": "Add milk", "tool": "add_task", "arguments": {"title": "milk"}, }', "malformed JSON"),
+    ('{"tool": "add_task", "arguments": {}}', "expected an object with 'request'"),
+    ('{"request": "Add milk", "tool": "buy_milk", "arguments": {}}', "unknown tool 'buy_milk'"),
+    ('{"request": "Remove task 3", "tool": "delete_task", "arguments": {"task_id": "three"}}', "task_id"),
+    ('{"request": "a", "tool": "list_tasks", "arguments": {}}', "quality: request shorter than"),
+])
+def test_llm_rows_that_do_not_parse_or_fit_the_schema_are_rejected_with_why(schema, answer, reason):
+    seeds = ingest([SEED_FILE]).records[:20]
+    settings = SyntheticSettings(enabled=True, generator="llm", target_count=21, max_attempts_per_example=1)
+    quality = QualityFilterSettings(min_request_chars=2)
+    expansion = expand(seeds, schema, settings, quality, ask=lambda messages, response_format, seed: answer)
+    assert not expansion.records and expansion.attempts == 1
+    assert expansion.rejected[0]["origin"] == "synthetic:llm:1" and reason in expansion.rejected[0]["reason"]
+    assert expansion.rejected[0]["raw"] == answer
+
+
+def test_the_llm_is_shown_source_examples_and_the_tool_schema(schema):
+    seeds = ingest([SEED_FILE]).records[:20]
+    asked = []
+
+    def ask(messages, response_format, seed):
+        asked.append((messages, response_format))
+        return '{"request": "Put oil change on my list", "tool": "add_task", "arguments": {"title": "Oil change"}}'
+
+    settings = SyntheticSettings(enabled=True, generator="llm", target_count=21, few_shot=3)
+    expansion = expand(seeds, schema, settings, QualityFilterSettings(), ask=ask)
+    assert [r["messages"][0]["content"] for r in expansion.records] == ["Put oil change on my list"]
+    (messages, response_format), = asked
+    shown = [json.loads(line) for line in messages[0]["content"].splitlines() if line.startswith("{")]
+    assert len(shown) == 3 and all({"request", "tool", "arguments"} == set(s) for s in shown)
+    assert response_format["type"] == "json_object"
+    assert [branch["properties"]["tool"]["const"] for branch in response_format["schema"]["anyOf"]] == schema.names
