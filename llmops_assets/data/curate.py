@@ -56,9 +56,10 @@ def curate(
         reasons = "; ".join(f"{q['origin']}: {q['reason']}" for q in quarantined[:3])
         raise ValueError(f"no valid example in {', '.join(ingested.files) or 'the sources'} "
                          f"({len(quarantined)} rows quarantined; first: {reasons})")
-    unique, duplicates = deduplicate(valid)
+    text_of = {id(record): normalized_text(record["messages"]) for record in valid}  # once per record
+    unique, duplicates = deduplicate(valid, [text_of[id(r)] for r in valid])
     if near is not None and near.enabled:
-        unique, near_duplicates = near_deduplicate(unique, near)
+        unique, near_duplicates = near_deduplicate(unique, near, [text_of[id(r)] for r in unique])
         duplicates += near_duplicates
     splits = split(unique, ratios, seed)
     tokens = [count_tokens(r) for part in splits.values() for r in part]
@@ -78,12 +79,13 @@ def normalized_text(messages: list[dict[str, Any]]) -> str:
     return " ".join(" ".join(parts).casefold().split())
 
 
-def deduplicate(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Keep the first occurrence of each normalized text; the others name what they repeat."""
+def deduplicate(records: list[dict[str, Any]], texts: list[str] | None = None,
+                ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Keep the first occurrence of each normalized text (`texts`, when the caller has them); the
+    others name what they repeat."""
     first_by_text: dict[str, dict[str, Any]] = {}
     unique, duplicates = [], []
-    for record in records:
-        key = normalized_text(record["messages"])
+    for record, key in zip(records, texts or [normalized_text(r["messages"]) for r in records], strict=True):
         if key in first_by_text:
             duplicates.append({"origin": record["origin"], "duplicate_of": first_by_text[key]["origin"], "kind": "exact"})
         else:
@@ -92,7 +94,7 @@ def deduplicate(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], li
     return unique, duplicates
 
 
-def near_deduplicate(records: list[dict[str, Any]], settings: NearDuplicateSettings,
+def near_deduplicate(records: list[dict[str, Any]], settings: NearDuplicateSettings, texts: list[str] | None = None,
                      ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Keep the first of each group of near-identical examples (MinHash LSH candidates, confirmed
     by their estimated Jaccard similarity); the others name the kept one and the similarity."""
@@ -101,8 +103,9 @@ def near_deduplicate(records: list[dict[str, Any]], settings: NearDuplicateSetti
     lsh = RMinHashLSH(threshold=settings.threshold, num_perm=settings.num_perm, num_bands=_bands(settings.num_perm))
     kept: dict[int, tuple[dict[str, Any], Any]] = {}
     unique, duplicates = [], []
-    for index, record in enumerate(records):
-        words = normalized_text(record["messages"]).split()
+    texts = texts or [normalized_text(r["messages"]) for r in records]
+    for index, (record, text) in enumerate(zip(records, texts, strict=True)):
+        words = text.split()
         width = settings.shingle_words
         signature = RMinHash(num_perm=settings.num_perm, seed=42)
         signature.update([" ".join(words[i:i + width]) for i in range(max(1, len(words) - width + 1))])
