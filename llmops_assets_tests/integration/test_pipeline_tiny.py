@@ -239,26 +239,33 @@ def test_live_ollama_serves_the_release(pipeline, monkeypatch):
     assert status["server"] == "ollama" and status["version"] == version
 
 
-def test_the_served_model_generates_synthetic_rows_that_pass_validation_or_are_kept_with_why(pipeline):
+def test_a_served_model_generates_synthetic_rows_that_pass_validation_or_are_kept_with_why(pipeline, tmp_path):
     from llmops_assets.data.expand import endpoint_asker, expand
     from llmops_assets.data.ingest import ingest
     from llmops_assets.data.validate import format_problems
     from llmops_assets.settings import QualityFilterSettings, SyntheticSettings, load_settings
     from llmops_assets.tools import ToolSchema
 
-    _, home, _ = pipeline
+    instance, _, _ = pipeline
     settings = load_settings(TINY_CONFIG)
     schema = ToolSchema.from_file(settings.domain.tools_file)
     seeds = ingest(settings.stages.data.sources).records
     synthetic = SyntheticSettings(enabled=True, generator="llm", target_count=len(seeds) + 4, max_attempts_per_example=2)
-    asked = []
-    ask = endpoint_asker(synthetic, release.read_status(home))  # the llama.cpp server of the served release
+    # The pipeline's GGUF on a llama.cpp server of its own: other tests here change what is served.
+    server = servers.start_llamacpp(latest(instance, "gguf_model").path / "model.gguf", "generator", "127.0.0.1", 0,
+                                    1, 1024, tmp_path)
+    try:
+        servers.wait_healthy(server.endpoint, server.pid, 60)
+        ask = endpoint_asker(synthetic, {"endpoint": server.endpoint, "model_name": "generator"})  # as if served
+        asked = []
 
-    def recorded(messages, response_format, seed):
-        asked.append(ask(messages, response_format, seed))
-        return asked[-1]
+        def recorded(messages, response_format, seed):
+            asked.append(ask(messages, response_format, seed))
+            return asked[-1]
 
-    expansion = expand(seeds, schema, synthetic, QualityFilterSettings(), recorded)
+        expansion = expand(seeds, schema, synthetic, QualityFilterSettings(), recorded)
+    finally:
+        servers.stop(server.pid)
     assert expansion.attempts == len(asked) == len(expansion.records) + len(expansion.rejected) <= 8
     assert all(json.loads(text[text.find("{"):], strict=False).keys() >= {"request", "tool"} for text in asked
                if text.rstrip().endswith("}"))  # the schema-constrained decoder only writes this shape
