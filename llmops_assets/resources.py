@@ -70,6 +70,11 @@ class ArtifactStoreResource(ConfigurableResource):
         return self.store.get(asset, out.version)
 
 
+# Metadata key of the input files' fingerprints an asset read (raw_examples, cpt_model, dpo_adapter):
+# the sensors compare them with the files as they are now.
+SOURCE_FILES = "source_files"
+
+
 def artifact_result(artifact: Artifact | ArtifactWriter, **metadata) -> MaterializeResult:
     """The materialization of a published artifact: its path and version, plus `metadata`."""
     path = artifact.path if isinstance(artifact, Artifact) else artifact.dir

@@ -11,7 +11,7 @@ from llmops_assets.data.expand import Expansion, endpoint_asker, expand
 from llmops_assets.data.ingest import IngestResult, ingest
 from llmops_assets.deployment import release
 from llmops_assets.plots import data_profile_png, markdown_image
-from llmops_assets.resources import ArtifactStoreResource, PipelineConfig, artifact_result
+from llmops_assets.resources import SOURCE_FILES, ArtifactStoreResource, PipelineConfig, artifact_result
 from llmops_assets.tools import ToolSchema
 
 
@@ -39,7 +39,7 @@ def raw_examples(context: AssetExecutionContext, pipeline: PipelineConfig, artif
         write_jsonl(out.dir / "synthetic_rejected.jsonl", expansion.rejected)
         out.metrics = {"input_rows": result.input_rows, "records": len(result.records),
                        "quarantined": len(result.quarantined), **expansion.counts()}
-    return artifact_result(out, **out.metrics, source_files=MetadataValue.json(result.files),
+    return artifact_result(out, **out.metrics, **{SOURCE_FILES: MetadataValue.json(result.files)},
                            first_synthetic_rejected=MetadataValue.json(expansion.rejected[:5]))
 
 

@@ -155,9 +155,14 @@ def _exchange(request: Any, answer: Any) -> list[dict] | str:
 
 
 def source_fingerprints(sources: list[Path]) -> dict[str, str]:
-    """Each source and the sha256 of its content: what the new-data sensor compares with the
-    sources the latest ingest read."""
-    return {str(path): fingerprint(path) for path in _expand(sources)}
+    """Each data source file and the sha256 of its content: what the new-data sensor compares with
+    the sources the latest ingest read."""
+    return file_fingerprints(_expand(sources))
+
+
+def file_fingerprints(paths: list[Path]) -> dict[str, str]:
+    """Each file or folder (as configured) and its fingerprint; a missing one maps to ''."""
+    return {str(path): fingerprint(path) if path.exists() else "" for path in paths}
 
 
 def fingerprint(path: Path) -> str:

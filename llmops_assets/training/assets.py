@@ -8,9 +8,9 @@ from dagster import AssetExecutionContext, MetadataValue, asset
 
 from llmops_assets.artifacts import ArtifactWriter, link_tree, read_json, read_jsonl, text_sha256, write_json, write_jsonl
 from llmops_assets.conditions import AFTER_UPSTREAM_GATES
-from llmops_assets.data.ingest import ingest
+from llmops_assets.data.ingest import file_fingerprints, ingest
 from llmops_assets.plots import loss_curve_png, markdown_image
-from llmops_assets.resources import ArtifactStoreResource, PipelineConfig, artifact_result
+from llmops_assets.resources import SOURCE_FILES, ArtifactStoreResource, PipelineConfig, artifact_result
 from llmops_assets.settings import KubernetesSettings, config_path, load_settings
 from llmops_assets.tools import ToolSchema
 from llmops_assets.training.base_models import build_base_model, build_inputs
@@ -72,7 +72,8 @@ def cpt_model(context: AssetExecutionContext, pipeline: PipelineConfig, artifact
         _write_training_record(out, outcome, perplexity_ratio=perplexity_ratio(outcome.validation_losses),
                                documents=len(documents))
 
-    return _training_result(artifacts.build_or_reuse(context, "cpt_model", inputs, config, build))
+    return _training_result(artifacts.build_or_reuse(context, "cpt_model", inputs, config, build),
+                            **{SOURCE_FILES: MetadataValue.json(file_fingerprints(cpt.corpus))})
 
 
 @asset(automation_condition=AFTER_UPSTREAM_GATES, group_name="training", deps=["cpt_model", "curated_dataset"],
@@ -131,7 +132,8 @@ def dpo_adapter(context: AssetExecutionContext, pipeline: PipelineConfig, artifa
         _write_training_record(out, outcome, preference_pairs=len(pairs), quarantined=len(quarantined),
                                reward_accuracy=outcome.final_evaluation.get("rewards/accuracies"))
 
-    return _training_result(artifacts.build_or_reuse(context, "dpo_adapter", inputs, config, build))
+    return _training_result(artifacts.build_or_reuse(context, "dpo_adapter", inputs, config, build),
+                            **{SOURCE_FILES: MetadataValue.json(file_fingerprints(training.dpo.preferences))})
 
 
 def _pass_through(out: ArtifactWriter, source, name: str) -> None:
@@ -148,13 +150,14 @@ def _write_training_record(out: ArtifactWriter, outcome: TrainingOutcome, **extr
     out.metrics = {k: v for k, v in metrics.items() if not k.endswith("_history") and k != "final_evaluation"}
 
 
-def _training_result(built):
+def _training_result(built, **metadata):
     metrics = read_json(built.path / "training_metrics.json")
     return artifact_result(
         built, **{k: v for k, v in built.metrics.items() if isinstance(v, (int, float, str))},
         loss_curves=markdown_image(built.path / "loss_curves.png"),
         validation_loss_history=MetadataValue.json(metrics["validation_loss_history"]),
         tracking=MetadataValue.json(metrics.get("tracking") or {"wandb": "disabled"}),
+        **metadata,
     )
 
 

@@ -6,14 +6,17 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from dagster import AssetKey, DagsterInstance
+from dagster import AssetKey, DagsterInstance, SkipReason, build_sensor_context
 
 from llmops_assets.artifacts import Artifact, file_sha256
+from llmops_assets.automation import training_data_sensor
+from llmops_assets.data.ingest import file_fingerprints
 from llmops_assets.definitions import ASSETS, build_definitions
 from llmops_assets.deployment import release, servers
 from llmops_assets.deployment.targets import ollama_answers, ollama_host
 from llmops_assets.endpoints import chat_completion
-from llmops_assets.resources import ArtifactStoreResource, PipelineConfig
+from llmops_assets.resources import SOURCE_FILES, ArtifactStoreResource, PipelineConfig
+from llmops_assets.settings import load_settings
 from llmops_assets_tests.conftest import GATES, TINY_CONFIG, derived_config
 from llmops_assets_tests.ollama_double import OllamaDouble
 
@@ -81,6 +84,12 @@ def test_synthetic_data_continued_pretraining_and_dpo_run_in_the_graph_with_thei
         assert latest(instance, "raw_examples").metrics["synthetic_accepted"] == 560 - 520  # 520 valid seed rows
         report = json.loads((latest(instance, "curated_dataset").path / "data_quality_report.json").read_text())
         assert report["synthetic_examples"] == {"template": 40}  # none of them a duplicate of a source row
+        context = build_sensor_context(instance=instance, resources={"pipeline": PipelineConfig(config_path=str(config))})
+        assert isinstance(training_data_sensor(context), SkipReason)  # trained on exactly the files there now
+        training = load_settings(config).stages.training
+        for asset, files in (("cpt_model", training.continued_pretraining.corpus), ("dpo_adapter", training.dpo.preferences)):
+            recorded = instance.get_latest_materialization_event(AssetKey(asset)).asset_materialization.metadata
+            assert recorded[SOURCE_FILES].value == file_fingerprints(files) != {}
         checks = {(e.asset_key.to_user_string(), e.check_name): e for e in result.get_asset_check_evaluations()}
         assert checks[("cpt_model", "domain_perplexity")].metadata["value"].value < 1.0
         assert checks[("dpo_adapter", "preference_accuracy")].metadata["value"].value >= 0.5
