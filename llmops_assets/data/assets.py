@@ -23,17 +23,19 @@ def raw_examples(context: AssetExecutionContext, pipeline: PipelineConfig, artif
     result = ingest(data.sources)
     context.log.info(f"read {result.input_rows} rows from {len(result.files)} files, "
                      f"{len(result.quarantined)} quarantined")
-    expansion = Expansion()
+    expansion, generator = Expansion(), {}
     if data.synthetic.enabled:
-        ask = (endpoint_asker(data.synthetic, release.read_status(artifacts.home_path))
-               if data.synthetic.generator == "llm" else None)
+        served = release.read_status(artifacts.home_path) if data.synthetic.generator == "llm" else None
+        ask = endpoint_asker(data.synthetic, served) if data.synthetic.generator == "llm" else None
+        if served and data.synthetic.endpoint == "served":  # which model wrote the rows, in the manifest
+            generator = {"served_version": served["version"]}
         expansion = expand(result.records, ToolSchema.from_file(pipeline.settings.domain.tools_file), data.synthetic,
                            data.quality_filters, ask, progress=context.log.info)
         context.log.info(f"synthetic ({data.synthetic.generator}): {len(expansion.records)} accepted, "
                          f"{len(expansion.rejected)} rejected in {expansion.attempts} attempts")
         result.records += expansion.records
     with artifacts.store.write("raw_examples", inputs=result.files,
-                               config={"synthetic": data.synthetic.model_dump(mode="json")}) as out:
+                               config={"synthetic": data.synthetic.model_dump(mode="json"), **generator}) as out:
         write_jsonl(out.dir / "records.jsonl", result.records)
         write_jsonl(out.dir / "quarantine.jsonl", result.quarantined)
         write_jsonl(out.dir / "synthetic_rejected.jsonl", expansion.rejected)

@@ -57,7 +57,7 @@ def expand(records: list[dict[str, Any]], schema: ToolSchema, settings: Syntheti
         return result
     if not seeds:
         raise ValueError("synthetic expansion needs at least one valid source example to start from")
-    candidates = (_template_candidates(settings.seed) if settings.generator == "template"
+    candidates = (_template_candidates(settings.seed, schema) if settings.generator == "template"
                   else _llm_candidates(seeds, schema, settings, ask or endpoint_asker(settings)))
     seen = {normalized_text(r["messages"]) for r in records}
     while len(result.records) < wanted and result.attempts < wanted * settings.max_attempts_per_example:
@@ -79,9 +79,12 @@ def expand(records: list[dict[str, Any]], schema: ToolSchema, settings: Syntheti
     return result
 
 
-def _template_candidates(seed: int) -> Iterator[tuple[list[dict[str, Any]], Any]]:
-    from llmops_assets.data.synth import generate_task_api_examples
+def _template_candidates(seed: int, schema: ToolSchema) -> Iterator[tuple[list[dict[str, Any]], Any]]:
+    from llmops_assets.data.synth import TASK_API_TOOLS, generate_task_api_examples
 
+    if not set(TASK_API_TOOLS) <= set(schema.names):
+        raise ValueError(f"the template generator writes the embedded Task API domain ({', '.join(TASK_API_TOOLS)}); "
+                         f"this domain's tools are {', '.join(schema.names)}: use stages.data.synthetic.generator: llm")
     batch = 0
     while True:  # fresh batches from a derived seed; repeats are rejected by the caller
         for row in generate_task_api_examples(count=200, seed=seed * 1000 + batch, duplicate_ratio=0.0):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from llmops_assets.artifacts import write_jsonl
 
+TASK_API_TOOLS = ("add_task", "list_tasks", "complete_task", "delete_task")
 SEED_FILE = Path(__file__).parent / "seed" / "task_api_examples.jsonl"
 PREFERENCES_FILE = Path(__file__).parent / "seed" / "task_api_preferences.jsonl"
 

@@ -213,3 +213,10 @@ def test_the_llm_is_shown_source_examples_and_the_tool_schema(schema):
     assert len(shown) == 3 and all({"request", "tool", "arguments"} == set(s) for s in shown)
     assert response_format["type"] == "json_object"
     assert [branch["properties"]["tool"]["const"] for branch in response_format["schema"]["anyOf"]] == schema.names
+
+
+def test_the_template_generator_refuses_another_domain_saying_what_to_use():
+    other = ToolSchema([{"type": "function", "function": {"name": "book_room", "parameters": {"type": "object"}}}])
+    seeds = [call_row("Book room 4", "book_room", {})]
+    with pytest.raises(ValueError, match="generator: llm"):
+        expand(seeds, other, SyntheticSettings(enabled=True, target_count=5), QualityFilterSettings())
