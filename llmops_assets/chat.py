@@ -24,6 +24,12 @@ def tool_calls_of(message: dict[str, Any]) -> list[ToolCall]:
     return calls
 
 
+def tool_call_message(name: str, arguments: dict[str, Any] | str) -> dict[str, Any]:
+    """An assistant turn calling one tool, in the seed's format (`arguments` as JSON text)."""
+    text = arguments if isinstance(arguments, str) else json.dumps(arguments)
+    return {"role": "assistant", "content": None, "tool_calls": [{"function": {"name": name, "arguments": text}}]}
+
+
 def model_messages(messages: list[dict[str, Any]], system_prompt: str) -> list[dict[str, str]]:
     """Plain role/content chat with our system prompt; an assistant tool call becomes the JSON
     text `{"name": ..., "arguments": {...}}` the model is taught to emit."""

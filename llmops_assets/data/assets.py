@@ -23,12 +23,13 @@ def raw_examples(context: AssetExecutionContext, pipeline: PipelineConfig, artif
     result = ingest(data.sources)
     context.log.info(f"read {result.input_rows} rows from {len(result.files)} files, "
                      f"{len(result.quarantined)} quarantined")
-    expansion, generator = Expansion(), {}
+    expansion, generator, ask = Expansion(), {}, None
     if data.synthetic.enabled:
-        served = release.read_status(artifacts.home_path) if data.synthetic.generator == "llm" else None
-        ask = endpoint_asker(data.synthetic, served) if data.synthetic.generator == "llm" else None
-        if served and data.synthetic.endpoint == "served":  # which model wrote the rows, in the manifest
-            generator = {"served_version": served["version"]}
+        if data.synthetic.generator == "llm":
+            served = release.read_status(artifacts.home_path) if data.synthetic.endpoint == "served" else None
+            ask = endpoint_asker(data.synthetic, served)
+            if served:  # which release wrote the rows, in the manifest
+                generator = {"served_version": served["version"]}
         expansion = expand(result.records, ToolSchema.from_file(pipeline.settings.domain.tools_file), data.synthetic,
                            data.quality_filters, ask, progress=context.log.info)
         context.log.info(f"synthetic ({data.synthetic.generator}): {len(expansion.records)} accepted, "

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from llmops_assets.chat import tool_call_message, tool_calls_of
 from llmops_assets.data.curate import normalized_text
 from llmops_assets.data.ingest import example_id, quarantine_entry
 from llmops_assets.data.validate import format_problems, quality_problems
@@ -109,14 +110,10 @@ def _llm_candidates(seeds: list[dict[str, Any]], schema: ToolSchema, settings: S
 def _as_shot(messages: list[dict[str, Any]]) -> dict[str, Any] | None:
     """A source example as the generator's JSON form: {request, tool, arguments}."""
     users = [m for m in messages if m.get("role") == "user"]
-    answer = messages[-1]
-    calls = answer.get("tool_calls") or []
+    calls = tool_calls_of(messages[-1])
     if len(users) != 1 or len(calls) != 1:
         return None
-    function = calls[0]["function"]
-    arguments = function["arguments"]
-    return {"request": users[0]["content"], "tool": function["name"],
-            "arguments": json.loads(arguments) if isinstance(arguments, str) else arguments}
+    return {"request": users[0]["content"], "tool": calls[0].name, "arguments": calls[0].arguments}
 
 
 def parse_generated(text: str) -> list[dict[str, Any]] | str:
@@ -130,8 +127,8 @@ def parse_generated(text: str) -> list[dict[str, Any]] | str:
         return f"malformed JSON: {exc.msg}"
     if not isinstance(shot, dict) or not isinstance(shot.get("request"), str) or not isinstance(shot.get("tool"), str):
         return "expected an object with 'request' (text), 'tool' (a name) and 'arguments'"
-    call = {"function": {"name": shot["tool"], "arguments": json.dumps(shot.get("arguments", {}))}}
-    return [{"role": "user", "content": shot["request"]}, {"role": "assistant", "content": None, "tool_calls": [call]}]
+    # Arguments that are no JSON object stay what they are, for validation to reject them.
+    return [{"role": "user", "content": shot["request"]}, tool_call_message(shot["tool"], json.dumps(shot.get("arguments", {})))]
 
 
 def example_schema(schema: ToolSchema) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from llmops_assets.artifacts import file_sha256
+from llmops_assets.chat import tool_call_message
 
 
 @dataclass
@@ -146,9 +147,7 @@ def _exchange(request: Any, answer: Any) -> list[dict] | str:
     except json.JSONDecodeError:
         call = None
     if isinstance(call, dict) and isinstance(call.get("name"), str):
-        arguments = call.get("arguments", {})
-        function = {"name": call["name"], "arguments": arguments if isinstance(arguments, str) else json.dumps(arguments)}
-        reply = {"role": "assistant", "content": None, "tool_calls": [{"function": function}]}
+        reply = tool_call_message(call["name"], call.get("arguments", {}))
     else:
         reply = {"role": "assistant", "content": answer}
     return [{"role": "user", "content": request}, reply]

@@ -12,6 +12,7 @@ import random
 from pathlib import Path
 
 from llmops_assets.artifacts import write_jsonl
+from llmops_assets.chat import tool_call_message
 
 TASK_API_TOOLS = ("add_task", "list_tasks", "complete_task", "delete_task")
 SEED_FILE = Path(__file__).parent / "seed" / "task_api_examples.jsonl"
@@ -106,7 +107,7 @@ def generate_task_api_preferences(count: int = 96, seed: int = 11) -> list[dict]
             continue
         seen.add(request)
         pairs.append({"prompt": [{"role": "user", "content": request}],
-                      "chosen": [_answer(name, arguments)], "rejected": [_answer(*wrong)]})
+                      "chosen": [tool_call_message(name, arguments)], "rejected": [tool_call_message(*wrong)]})
     return pairs
 
 
@@ -128,12 +129,7 @@ def _one_request(rng: random.Random) -> tuple[str, str, dict]:
 
 
 def _row(request: str, name: str, arguments: dict) -> dict:
-    return {"messages": [{"role": "user", "content": request}, _answer(name, arguments)]}
-
-
-def _answer(name: str, arguments: dict) -> dict:
-    return {"role": "assistant", "content": None,
-            "tool_calls": [{"function": {"name": name, "arguments": json.dumps(arguments)}}]}
+    return {"messages": [{"role": "user", "content": request}, tool_call_message(name, arguments)]}
 
 
 if __name__ == "__main__":

@@ -14,22 +14,16 @@ OFF = "stage off: its input passes through unchanged"
 
 
 def _metrics(context, artifacts: ArtifactStoreResource, asset: str) -> dict | None:
-    """training_metrics.json of the asset's latest artifact; None when the stage is off."""
+    """training_metrics.json of the asset's latest artifact; None when the artifact records that
+    the stage was off (a trained artifact without its metrics fails the check, it never passes)."""
     artifact = artifacts.upstream(context, asset)
-    path = artifact.path / "training_metrics.json"
-    return read_json(path) if path.exists() else None
+    if artifact.manifest["config"].get("enabled") is False:
+        return None
+    return read_json(artifact.path / "training_metrics.json")
 
 
 def _off(name: str, threshold: float):
     return gate_result(name, threshold, threshold, True, note=OFF)
-
-
-def _validation_gate(metrics: dict, pipeline: PipelineConfig):
-    history = [loss for _, loss in metrics["validation_loss_history"]]
-    rise = validation_rise(history)
-    threshold = pipeline.settings.stages.training.quality_gate.max_validation_rise
-    return gate_result("validation_rise", rise, threshold, rise <= threshold,
-                       best=min(history, default=float("nan")), last=history[-1] if history else float("nan"))
 
 
 def _time_gate(metrics: dict | None, pipeline: PipelineConfig):
@@ -50,7 +44,11 @@ def final_loss(context: AssetCheckExecutionContext, pipeline: PipelineConfig, ar
 @asset_check(asset="sft_adapter", blocking=True,
              description="Validation loss not diverging: last within max_validation_rise of the best.")
 def validation_converging(context: AssetCheckExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
-    return _validation_gate(_metrics(context, artifacts, "sft_adapter"), pipeline)
+    history = [loss for _, loss in _metrics(context, artifacts, "sft_adapter")["validation_loss_history"]]
+    rise = validation_rise(history)
+    threshold = pipeline.settings.stages.training.quality_gate.max_validation_rise
+    return gate_result("validation_rise", rise, threshold, rise <= threshold,
+                       best=min(history, default=float("nan")), last=history[-1] if history else float("nan"))
 
 
 @asset_check(asset="sft_adapter", blocking=True, description="Training finished within the time budget.")

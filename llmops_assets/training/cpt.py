@@ -99,7 +99,6 @@ def train_cpt(base_dir: Path, texts: list[str], settings: TrainingSettings, mode
 
     outcome = run_training(build, save, backend, settings, work_dir, tracking_dir, progress)
     outcome.eval_points.insert(0, (0, before["eval_loss"]))
-    outcome.validation_losses.insert(0, before["eval_loss"])
     return outcome
 
 

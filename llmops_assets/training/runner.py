@@ -25,14 +25,17 @@ class TrainingOutcome:
     backend: str
     steps: int
     final_loss: float
-    validation_losses: list[float]
     train_losses: list[tuple[int, float]]
-    eval_points: list[tuple[int, float]]
+    eval_points: list[tuple[int, float]]  # (step, held-out loss)
     seconds: float
     stopped_by_time_budget: bool
     train_tokens: int
     final_evaluation: dict[str, float] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def validation_losses(self) -> list[float]:
+        return [loss for _, loss in self.eval_points]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -117,7 +120,6 @@ def run_training(build_trainer: Callable[[list[str], list], Any], save: Callable
         backend=backend,
         steps=state.global_step,
         final_loss=train_losses[-1][1] if train_losses else math.inf,
-        validation_losses=[loss for _, loss in eval_points],
         train_losses=train_losses,
         eval_points=eval_points,
         seconds=seconds,
