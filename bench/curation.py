@@ -3,10 +3,11 @@ rows, through the pipeline's curation path (ingest -> validation and quality fil
 near dedup -> stratified split -> report), and in the same run a naive baseline (per-document
 datasketch MinHash + LSH) on a sample.
 
-    .venv/bin/python bench/curation.py [--rows 1000000] [--baseline-sample 20000]
+    .venv/bin/python bench/curation.py [--rows 1000000] [--baseline-sample 20000] [--workers 0]
 
-Prints examples/s, peak RSS, near-duplicate precision/recall against the planted truth, the count
-invariant, and the near-dedup throughput ratio to the baseline on the same sample.
+Prints examples/s, peak RSS (the curation process and its workers, summed), near-duplicate
+precision/recall against the planted truth, the count invariant, and the near-dedup throughput
+ratio to the baseline on the same sample.
 Targets (2 cores): 1M rows in <= 60 s, <= 2 GB RSS, precision and recall >= 0.95, no row lost.
 """
 
@@ -15,13 +16,27 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import resource
+import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from llmops_assets.data.curate import curate, deduplicate, near_deduplicate, normalized_text
-from llmops_assets.data.ingest import ingest
+import numpy as np
+import psutil
+
+from llmops_assets.artifacts import read_jsonl
+from llmops_assets.data.chunks import worker_count
+from llmops_assets.data.curate import (
+    curate_files,
+    exact_duplicates,
+    lsh_band_keys,
+    minhash_signatures,
+    near_duplicates,
+    normalized_text,
+)
+from llmops_assets.data.ingest import ingest_to
 from llmops_assets.settings import NearDuplicateSettings, load_settings
 from llmops_assets.tools import ToolSchema
 
@@ -84,6 +99,14 @@ def baseline_near_dedup(records: list[dict], settings: NearDuplicateSettings) ->
     return duplicates
 
 
+def pipeline_near_dedup(records: list[dict], settings: NearDuplicateSettings) -> set[str]:
+    """The pipeline's near dedup on the same rows: bulk rensa signatures, LSH band keys, resolution."""
+    signatures = minhash_signatures([normalized_text(r["messages"]) for r in records], settings)
+    near_of, _ = near_duplicates(lsh_band_keys(signatures), signatures, settings.threshold,
+                                 candidates=np.ones(len(records), bool))
+    return {records[row]["origin"] for row in np.flatnonzero(near_of >= 0)}
+
+
 def precision_recall(found: set[int], planted: set[int]) -> tuple[float, float]:
     true = len(found & planted)
     return (true / len(found) if found else 1.0), (true / len(planted) if planted else 1.0)
@@ -94,40 +117,49 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--baseline-sample", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=0, help="0: one per core")
+    parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)  # the measured child process
     args = parser.parse_args()
     settings = load_settings()
-    data = settings.stages.data
-    schema = ToolSchema.from_file(settings.domain.tools_file)
-    ratios = data.split.model_dump(exclude={"seed"})
+    if args.measure:
+        return measure(args.measure, worker_count(args.workers))
 
     lines, planted = make_rows(args.rows, args.seed)
-    source = Path(tempfile.mkdtemp(prefix="bench-curation-")) / "rows.jsonl"
-    source.write_text("\n".join(lines) + "\n")
+    folder = Path(tempfile.mkdtemp(prefix="bench-curation-"))
+    (folder / "rows.jsonl").write_text("\n".join(lines) + "\n")
     del lines
-    print(f"{args.rows} rows written ({source.stat().st_size / 1e6:.0f} MB), {len(planted)} planted near duplicates",
-          flush=True)
-
-    started = time.perf_counter()
-    ingested = ingest([source])
-    read = time.perf_counter()
-    result = curate(ingested, schema, ratios, data.split.seed, lambda r: 0, data.near_duplicates,
-                    quality=data.quality_filters)
-    seconds = time.perf_counter() - started
-    report = result.report
-    near_found = {int(d["origin"].rsplit(":", 1)[1]) for d in result.duplicates if d["kind"] == "near"}
-    precision, recall = precision_recall(near_found, planted)
+    print(f"{args.rows} rows written ({(folder / 'rows.jsonl').stat().st_size / 1e6:.0f} MB), {len(planted)} planted "
+          f"near duplicates; {worker_count(args.workers)} workers", flush=True)
+    # The curation path runs in a fresh process so that its memory is its own (this one holds the
+    # generated rows); RSS of it and its workers, summed, is sampled every 50 ms.
+    with open(folder / "measured.json", "w") as measured:
+        child = subprocess.Popen([sys.executable, __file__, "--measure", str(folder), "--workers", str(args.workers)],
+                                 stdout=measured)
+        peak = 0
+        while child.poll() is None:
+            peak = max(peak, _tree_rss(child.pid))
+            time.sleep(0.05)
+    if child.returncode:
+        raise SystemExit(f"the measured curation run failed (exit {child.returncode})")
+    result = json.loads((folder / "measured.json").read_text())
+    report, seconds, ingest_seconds = result["report"], result["seconds"], result["ingest_seconds"]
+    precision, recall = precision_recall(set(result["near_lines"]), planted)
     accounted = report["total_examples"] + report["quarantined"] + report["duplicates_removed"]
-    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
-    print(f"curation path: {seconds:.1f} s ({args.rows / seconds:,.0f} examples/s; ingest {read - started:.1f} s), "
-          f"peak RSS {peak_gb:.2f} GB")
+    print(f"curation path: {seconds:.1f} s ({args.rows / seconds:,.0f} examples/s; ingest {ingest_seconds:.1f} s, "
+          f"curation {seconds - ingest_seconds:.1f} s)")
+    print(f"  peak RSS, main process and workers summed: {peak / 1e9:.2f} GB")
     print(f"  accepted {report['total_examples']}, quarantined {report['quarantined']}, exact duplicates "
           f"{report['exact_duplicates']}, near duplicates {report['near_duplicates']}: "
           f"{'no row lost' if accounted == report['input_rows'] == args.rows else 'ROWS LOST'}")
     print(f"  near-duplicate precision {precision:.3f}, recall {recall:.3f} against the planted truth")
 
-    sample = deduplicate(ingested.records[: args.baseline_sample])[0]  # both start from exact-deduplicated rows
+    data = settings.stages.data
+    with open(folder / "raw" / "records.jsonl", encoding="utf-8") as records:
+        sample = [json.loads(line) for line, _ in zip(records, range(args.baseline_sample), strict=False)]
+    keys = exact_duplicates(np.array([hash(normalized_text(r["messages"])) for r in sample], np.int64))
+    sample = [r for r, first in zip(sample, keys, strict=True) if first < 0]  # both start from exact-deduplicated rows
     began = time.perf_counter()
-    ours = {d["origin"] for d in near_deduplicate(sample, data.near_duplicates)[1]}
+    ours = pipeline_near_dedup(sample, data.near_duplicates)
     ours_seconds = time.perf_counter() - began
     began = time.perf_counter()
     theirs = baseline_near_dedup(sample, data.near_duplicates)
@@ -139,6 +171,34 @@ def main() -> None:
           f"datasketch baseline {len(sample) / baseline_seconds:,.0f} rows/s: {baseline_seconds / ours_seconds:.1f}x; "
           f"recall pipeline {precision_recall(to_lines(ours), sample_planted)[1]:.3f}, "
           f"baseline {precision_recall(to_lines(theirs), sample_planted)[1]:.3f}")
+    shutil.rmtree(folder)
+
+
+def measure(folder: Path, workers: int) -> None:
+    """The measured run: ingest and curate folder/rows.jsonl as raw_examples and curated_dataset do
+    (tokens not counted); print the report and the lines found as near duplicates, as JSON."""
+    settings = load_settings()
+    data = settings.stages.data
+    raw, curated = folder / "raw", folder / "curated"
+    raw.mkdir(), curated.mkdir()
+    started = time.perf_counter()
+    ingest_to([folder / "rows.jsonl"], raw, workers)
+    read = time.perf_counter()
+    report = curate_files(raw, curated, ToolSchema.from_file(settings.domain.tools_file),
+                          data.split.model_dump(exclude={"seed"}), data.split.seed, None, data.near_duplicates,
+                          quality=data.quality_filters, workers=workers).report
+    seconds = time.perf_counter() - started
+    near_lines = [int(d["origin"].rsplit(":", 1)[1]) for d in read_jsonl(curated / "duplicates.jsonl")
+                  if d["kind"] == "near"]
+    print(json.dumps({"seconds": seconds, "ingest_seconds": read - started, "report": report, "near_lines": near_lines}))
+
+
+def _tree_rss(pid: int) -> int:
+    try:
+        process = psutil.Process(pid)
+        return sum(p.memory_info().rss for p in [process, *process.children(recursive=True)])
+    except psutil.Error:  # a worker ended between listing and reading
+        return 0
 
 
 if __name__ == "__main__":

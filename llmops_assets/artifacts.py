@@ -171,7 +171,11 @@ def read_json(path: str | Path) -> Any:
 
 
 def write_jsonl(path: str | Path, rows: list[Any]) -> None:
-    Path(path).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    Path(path).write_text("".join(map(jsonl_line, rows)), encoding="utf-8")
+
+
+def jsonl_line(row: Any) -> str:
+    return json.dumps(row, ensure_ascii=False) + "\n"
 
 
 def read_jsonl(path: str | Path) -> list[Any]:

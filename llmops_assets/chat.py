@@ -79,3 +79,24 @@ def parse_tool_call(text: str) -> ToolCall | None:
             return ToolCall(value["name"], arguments if isinstance(arguments, dict) else {})
         return None
     return None
+
+
+class ChatTokenCounter:
+    """Tokens of an example as training sees it (system prompt, chat template, answer), with the
+    model's tokenizer. Picklable, so curation's worker processes can count; each loads the
+    tokenizer once."""
+
+    def __init__(self, model_dir: str, system_prompt: str):
+        self.model_dir, self.system_prompt = model_dir, system_prompt
+        self._tokenizer = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"model_dir": self.model_dir, "system_prompt": self.system_prompt, "_tokenizer": None}
+
+    def __call__(self, record: dict[str, Any]) -> int:
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            self._tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
+        prompt, completion = prompt_and_completion(self._tokenizer, model_messages(record["messages"], self.system_prompt))
+        return len(self._tokenizer(prompt + completion, add_special_tokens=False)["input_ids"])

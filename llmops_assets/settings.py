@@ -95,6 +95,7 @@ class SyntheticSettings(_Strict):
 
 class DataSettings(_Strict):
     sources: list[Path] = [PACKAGE_DIR / "data" / "seed" / "task_api_examples.jsonl"]
+    workers: int = Field(0, ge=0, description="processes for ingest and curation of large sources; 0: one per core")
     synthetic: SyntheticSettings = SyntheticSettings()
     near_duplicates: NearDuplicateSettings = NearDuplicateSettings()
     quality_filters: QualityFilterSettings = QualityFilterSettings()

@@ -2,28 +2,48 @@
 
 The report's invariant is `input_rows = accepted + quarantined + duplicates_removed`; a gate
 checks it, so a row can never disappear between the source and the splits.
+
+Built for millions of rows: worker processes turn line ranges of `records.jsonl` into compact
+per-row facts (byte offset, hashes, tool, tokens, MinHash band keys; signatures spilled to disk),
+the main process deduplicates and splits on those arrays, and the split files are written by
+copying the records' bytes. No step holds the examples as Python objects.
 """
 
 from __future__ import annotations
 
 import hashlib
-import statistics
-from collections import Counter, defaultdict
+import itertools
+import json
+import mmap
+import shutil
+import tempfile
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from llmops_assets.artifacts import jsonl_line, read_jsonl, write_jsonl
 from llmops_assets.chat import tool_calls_of
-from llmops_assets.data.ingest import IngestResult, quarantine_entry
+from llmops_assets.data.chunks import LineRange, line_ranges, run_tasks
+from llmops_assets.data.ingest import QUARANTINE, RECORDS, IngestResult, quarantine_entry
 from llmops_assets.data.validate import format_problems, quality_problems
 from llmops_assets.settings import NearDuplicateSettings, QualityFilterSettings
 from llmops_assets.tools import ToolSchema
 
 SPLITS = ("train", "validation", "test")
+DUPLICATES = "duplicates.jsonl"
+TokenCounter = Callable[[dict[str, Any]], int]
+# Candidate pairs are formed among a bucket's first rows only: a cluster of thousands of
+# near-identical rows costs this many comparisons per row, not thousands.
+_BUCKET_PAIRS = 32
 
 
 @dataclass
 class CurationResult:
+    """`curate`'s in-memory result, for small data and tests."""
     splits: dict[str, list[dict[str, Any]]]
     quarantined: list[dict[str, Any]]
     duplicates: list[dict[str, Any]]
@@ -31,43 +51,155 @@ class CurationResult:
     token_counts: list[int]
 
 
-def curate(
-    ingested: IngestResult,
-    schema: ToolSchema,
-    ratios: dict[str, float],
-    seed: int,
-    count_tokens: Callable[[dict[str, Any]], int],
-    near: NearDuplicateSettings | None = None,
-    max_seq_length: int | None = None,
-    quality: QualityFilterSettings | None = None,
-) -> CurationResult:
-    """Validate -> quality filters -> exact dedup -> near dedup -> stratified deterministic split -> report."""
-    quarantined = list(ingested.quarantined)
-    valid: list[dict[str, Any]] = []
-    for record in ingested.records:
-        problems = format_problems(record["messages"], schema)
-        if not problems and quality is not None and quality.enabled:
-            problems = quality_problems(record["messages"], quality)
-        if problems:
-            quarantined.append(quarantine_entry(record["origin"], "; ".join(problems), record["messages"]))
-        else:
-            valid.append(record)
-    if not valid:
-        reasons = "; ".join(f"{q['origin']}: {q['reason']}" for q in quarantined[:3])
-        raise ValueError(f"no valid example in {', '.join(ingested.files) or 'the sources'} "
-                         f"({len(quarantined)} rows quarantined; first: {reasons})")
-    text_of = {id(record): normalized_text(record["messages"]) for record in valid}  # once per record
-    unique, duplicates = deduplicate(valid, [text_of[id(r)] for r in valid])
-    if near is not None and near.enabled:
-        unique, near_duplicates = near_deduplicate(unique, near, [text_of[id(r)] for r in unique])
-        duplicates += near_duplicates
-    splits = split(unique, ratios, seed)
-    tokens = [count_tokens(r) for part in splits.values() for r in part]
-    report = _report(ingested, quarantined, duplicates, splits, tokens)
-    report["p95_tokens"] = statistics.quantiles(tokens, n=20)[-1] if len(tokens) > 1 else float(max(tokens, default=0))
+@dataclass
+class CuratedFiles:
+    """What `curate_files` wrote besides the files: the report and each accepted example's tokens."""
+    report: dict[str, Any]
+    token_counts: dict[str, int]  # id -> tokens, in split-file order
+    first_quarantined: list[dict[str, Any]]
+
+
+@dataclass
+class _Scan:
+    """What curation needs of one line range of records.jsonl, one array entry per valid row."""
+    rows: int
+    offsets: np.ndarray  # byte offset of the line
+    lengths: np.ndarray
+    ids: np.ndarray  # the records' ids, as bytes
+    exact_keys: np.ndarray  # 64-bit hash of the normalized text
+    split_keys: np.ndarray  # first 8 bytes of sha256(f"{seed}:{id}"): the split order
+    tools: np.ndarray  # index into the tool names (schema tools, then "text")
+    synthetic: np.ndarray  # index into synthetic_names, -1 for source rows
+    synthetic_names: list[str]
+    tokens: np.ndarray
+    band_keys: np.ndarray  # (rows, bands) LSH band hashes; (rows, 0) with near dedup off
+    signatures: Path | None  # (rows, num_perm) uint32 MinHash signatures, .npy
+    quarantined: list[dict[str, Any]] = field(default_factory=list)
+
+
+def curate(ingested: IngestResult, schema: ToolSchema, ratios: dict[str, float], seed: int,
+           count_tokens: TokenCounter | None = None, near: NearDuplicateSettings | None = None,
+           max_seq_length: int | None = None, quality: QualityFilterSettings | None = None) -> CurationResult:
+    """`curate_files` on records held in memory, its files read back: for small data and tests."""
+    with tempfile.TemporaryDirectory(prefix="curate-") as scratch:
+        folder = Path(scratch)
+        (folder / "in").mkdir()
+        (folder / "out").mkdir()
+        write_jsonl(folder / "in" / RECORDS, ingested.records)
+        write_jsonl(folder / "in" / QUARANTINE, ingested.quarantined)
+        result = curate_files(folder / "in", folder / "out", schema, ratios, seed, count_tokens, near,
+                              max_seq_length, quality, source_files=ingested.files)
+        splits = {name: read_jsonl(folder / "out" / f"{name}.jsonl") for name in SPLITS}
+        return CurationResult(splits, read_jsonl(folder / "out" / QUARANTINE), read_jsonl(folder / "out" / DUPLICATES),
+                              result.report, list(result.token_counts.values()))
+
+
+def curate_files(raw_dir: Path, out_dir: Path, schema: ToolSchema, ratios: dict[str, float], seed: int,
+                 count_tokens: TokenCounter | None = None, near: NearDuplicateSettings | None = None,
+                 max_seq_length: int | None = None, quality: QualityFilterSettings | None = None,
+                 source_files: dict[str, str] | None = None, workers: int = 1,
+                 progress: Callable[[str], None] = lambda message: None) -> CuratedFiles:
+    """Validate -> quality filters -> exact dedup -> near dedup -> stratified deterministic split -> report.
+
+    Reads `raw_dir/records.jsonl` and `raw_dir/quarantine.jsonl` (ingest's); writes the split
+    files, quarantine.jsonl (ingest's rows, then curation's) and duplicates.jsonl to `out_dir`.
+    `count_tokens` must be picklable when `workers` > 1 (a module-level function or object).
+    """
+    records = raw_dir / RECORDS
+    near = near if near is not None and near.enabled else None
+    tool_names = [*schema.names, "text"]
+    with tempfile.TemporaryDirectory(prefix="curate-") as scratch:
+        ranges = line_ranges(records)
+        tasks = [(piece, schema, tool_names, seed, count_tokens, near, quality, Path(scratch) / f"sig-{k:06d}.npy")
+                 for k, piece in enumerate(ranges)]
+        scans = run_tasks(_scan, tasks, workers, records.stat().st_size, progress, "curation scan")
+        facts = _concatenate(scans)
+        signatures = _Signatures(scans) if near is not None else None
+        for scan in scans:  # from here on the concatenated arrays are the only copy
+            scan.offsets = scan.lengths = scan.ids = scan.band_keys = None
+        curation_quarantined = [q for s in scans for q in s.quarantined]
+        with open(out_dir / QUARANTINE, "wb") as out, open(raw_dir / QUARANTINE, "rb") as ingest_quarantine:
+            shutil.copyfileobj(ingest_quarantine, out, 2**22)
+            out.write("".join(map(jsonl_line, curation_quarantined)).encode("utf-8"))
+        ingest_quarantined = _count_lines(raw_dir / QUARANTINE)
+        if len(facts["offsets"]) == 0:
+            first = _first_rows(out_dir / QUARANTINE, 3)
+            reasons = "; ".join(f"{q['origin']}: {q['reason']}" for q in first)
+            raise ValueError(f"no valid example in {', '.join(source_files or {}) or 'the sources'} "
+                             f"({ingest_quarantined + len(curation_quarantined)} rows quarantined; first: {reasons})")
+        progress(f"deduplicating {len(facts['offsets'])} valid rows")
+        duplicate_of = exact_duplicates(facts["exact_keys"])
+        near_of, similarity = np.full(len(duplicate_of), -1), np.zeros(len(duplicate_of))
+        if near is not None:
+            near_of, similarity = near_duplicates(facts["band_keys"], signatures, near.threshold,
+                                                  candidates=duplicate_of < 0)
+        accepted = np.flatnonzero((duplicate_of < 0) & (near_of < 0))
+        order = split_order(facts["tools"][accepted], facts["split_keys"][accepted], ratios, tool_names)
+        with open(records, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as lines:
+            for name in SPLITS:
+                _copy_lines(lines, facts, accepted[order[name]], out_dir / f"{name}.jsonl")
+            duplicates = _duplicate_entries(lines, facts, duplicate_of, near_of, similarity)
+        write_jsonl(out_dir / DUPLICATES, duplicates)
+    in_split_order = np.concatenate([accepted[order[name]] for name in SPLITS])
+    tokens = facts["tokens"][in_split_order]
+    report = _report(facts, in_split_order, tool_names, order, tokens, duplicates,
+                     ingest_quarantined, curation_quarantined, source_files or {})
     if max_seq_length:  # examples training will cut short
-        report["truncated_examples"] = sum(t > max_seq_length for t in tokens)
-    return CurationResult(splits, quarantined, duplicates, report, tokens)
+        report["truncated_examples"] = int((tokens > max_seq_length).sum())
+    token_counts = dict(zip(facts["ids"][in_split_order].astype(str).tolist(), tokens.tolist(), strict=True))
+    return CuratedFiles(report, token_counts, _first_rows(out_dir / QUARANTINE, 5))
+
+
+def _scan(piece: LineRange, schema: ToolSchema, tool_names: list[str], seed: int, count_tokens: TokenCounter | None,
+          near: NearDuplicateSettings | None, quality: QualityFilterSettings | None, signature_path: Path) -> _Scan:
+    """Validate every record of a line range and compute its facts (runs in a worker process)."""
+    offsets, lengths, ids, exact, split_keys, tools, synthetic, tokens, texts = [], [], [], [], [], [], [], [], []
+    synthetic_names: list[str] = []
+    quarantined = []
+    tool_index = {name: index for index, name in enumerate(tool_names)}
+    rows = 0
+    for offset, number, line in piece.lines():
+        rows += 1
+        try:
+            record = json.loads(line)
+            messages, origin = record["messages"], record["origin"]
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
+            quarantined.append(quarantine_entry(f"{piece.path}:{number}", f"not a record: {exc}", line))
+            continue
+        problems = format_problems(messages, schema)
+        text = "" if problems else normalized_text(messages)
+        if not problems and quality is not None and quality.enabled:
+            problems = quality_problems(messages, quality, text)
+        if problems:
+            quarantined.append(quarantine_entry(origin, "; ".join(problems), messages))
+            continue
+        offsets.append(offset)
+        lengths.append(len(line))
+        ids.append(record["id"].encode())
+        exact.append(hashlib.blake2b(text.encode(), digest_size=8).digest())
+        split_keys.append(hashlib.sha256(f"{seed}:{record['id']}".encode()).digest()[:8])
+        tools.append(tool_index[primary_tool(record)])
+        if record.get("synthetic"):
+            if record["synthetic"] not in synthetic_names:
+                synthetic_names.append(record["synthetic"])
+            synthetic.append(synthetic_names.index(record["synthetic"]))
+        else:
+            synthetic.append(-1)
+        tokens.append(count_tokens(record) if count_tokens else 0)
+        if near is not None:
+            texts.append(text)
+    band_keys = np.zeros((len(offsets), max(1, near.num_perm // 8) if near else 0), np.uint64)
+    signatures = None
+    if near is not None and texts:
+        signature = minhash_signatures(texts, near)
+        band_keys = lsh_band_keys(signature)
+        np.save(signature_path, signature)
+        signatures = signature_path
+    return _Scan(rows, np.array(offsets, np.uint64), np.array(lengths, np.uint64), np.array(ids, "S"),
+                 np.frombuffer(b"".join(exact), ">u8").astype(np.uint64),
+                 np.frombuffer(b"".join(split_keys), ">u8").astype(np.uint64),
+                 np.array(tools, np.int16), np.array(synthetic, np.int16), synthetic_names,
+                 np.array(tokens, np.int64), band_keys, signatures, quarantined)
 
 
 def normalized_text(messages: list[dict[str, Any]]) -> str:
@@ -79,52 +211,124 @@ def normalized_text(messages: list[dict[str, Any]]) -> str:
     return " ".join(" ".join(parts).casefold().split())
 
 
-def deduplicate(records: list[dict[str, Any]], texts: list[str] | None = None,
-                ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Keep the first occurrence of each normalized text (`texts`, when the caller has them); the
-    others name what they repeat."""
-    first_by_text: dict[str, dict[str, Any]] = {}
-    unique, duplicates = [], []
-    for record, key in zip(records, texts or [normalized_text(r["messages"]) for r in records], strict=True):
-        if key in first_by_text:
-            duplicates.append({"origin": record["origin"], "duplicate_of": first_by_text[key]["origin"], "kind": "exact"})
-        else:
-            first_by_text[key] = record
-            unique.append(record)
-    return unique, duplicates
+def minhash_signatures(texts: list[str], settings: NearDuplicateSettings) -> np.ndarray:
+    """rensa MinHash signatures of each text's word shingles, one uint32 row per text (computed
+    in batches: the shingles of a whole line range would take more memory than its rows)."""
+    from rensa import RMinHash
+
+    width = settings.shingle_words
+    signatures = np.empty((len(texts), settings.num_perm), np.uint32)
+    for start in range(0, len(texts), 4096):
+        shingles = []
+        for text in texts[start:start + 4096]:
+            words = text.split()
+            grams = list(map(" ".join, zip(*(words[k:] for k in range(width)), strict=False)))
+            shingles.append(grams or [" ".join(words)])
+        matrix = RMinHash.digest_matrix_from_token_sets(shingles, settings.num_perm, 42)
+        signatures[start:start + len(shingles)] = matrix.to_rows()
+    return signatures
 
 
-def near_deduplicate(records: list[dict[str, Any]], settings: NearDuplicateSettings, texts: list[str] | None = None,
-                     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Keep the first of each group of near-identical examples (MinHash LSH candidates, confirmed
-    by their estimated Jaccard similarity); the others name the kept one and the similarity."""
-    from rensa import RMinHash, RMinHashLSH
+def lsh_band_keys(signatures: np.ndarray) -> np.ndarray:
+    """One 64-bit key per band of 8 signature values (rensa's banding: num_perm // 8 bands); rows
+    that share a band key are near-duplicate candidates (from a similarity of ~0.7 up)."""
+    bands = max(1, signatures.shape[1] // 8)
+    width = signatures.shape[1] // bands
+    grouped = np.ascontiguousarray(signatures[:, :bands * width]).reshape(len(signatures), bands, width)
+    if width % 2 == 0:  # pairs of uint32 read as one uint64: half the multiplications
+        grouped = grouped.view(np.uint64)
+    else:
+        grouped = grouped.astype(np.uint64)
+    multipliers = np.random.default_rng(0).integers(1, 2**63, size=grouped.shape[2], dtype=np.uint64) | np.uint64(1)
+    with np.errstate(over="ignore"):
+        keys = (grouped * multipliers).sum(axis=2, dtype=np.uint64)
+        return keys ^ (keys >> np.uint64(29))
 
-    lsh = RMinHashLSH(threshold=settings.threshold, num_perm=settings.num_perm, num_bands=_bands(settings.num_perm))
-    kept: dict[int, tuple[dict[str, Any], Any]] = {}
-    unique, duplicates = [], []
-    texts = texts or [normalized_text(r["messages"]) for r in records]
-    for index, (record, text) in enumerate(zip(records, texts, strict=True)):
-        words = text.split()
-        width = settings.shingle_words
-        signature = RMinHash(num_perm=settings.num_perm, seed=42)
-        signature.update([" ".join(words[i:i + width]) for i in range(max(1, len(words) - width + 1))])
-        scored = ((kept[k][1].jaccard(signature), -k) for k in lsh.query(signature))
-        similar = sorted(pair for pair in scored if pair[0] >= settings.threshold)
-        if similar:  # the most similar kept example; the earliest of equals
-            similarity, negative_key = similar[-1]
-            duplicates.append({"origin": record["origin"], "duplicate_of": kept[-negative_key][0]["origin"],
-                               "kind": "near", "similarity": round(similarity, 3)})
+
+def exact_duplicates(keys: np.ndarray) -> np.ndarray:
+    """For each row, the first earlier row with the same key (-1 for a first occurrence)."""
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    starts = np.r_[True, sorted_keys[1:] != sorted_keys[:-1]]
+    first = order[np.flatnonzero(starts)[np.cumsum(starts) - 1]]
+    duplicate_of = np.full(len(keys), -1, np.int64)
+    repeated = order != first
+    duplicate_of[order[repeated]] = first[repeated]
+    return duplicate_of
+
+
+class _Signatures:
+    """Rows of the workers' signature files (memory-mapped), addressed by global valid-row index."""
+
+    def __init__(self, scans: list[_Scan]):
+        self.files = [np.load(s.signatures, mmap_mode="r") if s.signatures else None for s in scans]
+        self.starts = np.cumsum([0] + [len(s.offsets) for s in scans])
+
+    def rows(self, index: np.ndarray) -> np.ndarray:
+        piece = np.searchsorted(self.starts, index, side="right") - 1
+        out = np.empty((len(index), next(f.shape[1] for f in self.files if f is not None)), np.uint32)
+        for k in np.unique(piece):
+            chosen = piece == k
+            out[chosen] = self.files[k][index[chosen] - self.starts[k]]
+        return out
+
+
+def near_duplicates(band_keys: np.ndarray, signatures: _Signatures | np.ndarray, threshold: float,
+                    candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Near duplicates among the `candidates` rows, in row order, as a sequential pass would find
+    them: a row repeats the most similar earlier row that is itself kept, when their estimated
+    Jaccard similarity (share of equal MinHash values) reaches `threshold`. Pairs come from LSH
+    buckets (rows sharing a band key), are confirmed on the signatures, then resolved in order."""
+    rows = np.flatnonzero(candidates)
+    earlier, later = _bucket_pairs(band_keys[rows])
+    earlier, later = rows[earlier], rows[later]
+    similarity = np.empty(len(earlier))
+    for start in range(0, len(earlier), 65536):
+        a = _rows_of(signatures, earlier[start:start + 65536])
+        b = _rows_of(signatures, later[start:start + 65536])
+        similarity[start:start + 65536] = (a == b).mean(axis=1)
+    similar = similarity >= threshold
+    earlier, later, similarity = earlier[similar], later[similar], similarity[similar]
+    duplicate_of = np.full(len(band_keys), -1, np.int64)
+    best = np.zeros(len(band_keys))
+    for row, kept_row, value in zip(*(a.tolist() for a in _by_row_then_similarity(later, earlier, similarity)),
+                                    strict=True):
+        if duplicate_of[row] < 0 and duplicate_of[kept_row] < 0:
+            duplicate_of[row], best[row] = kept_row, value
+    return duplicate_of, best
+
+
+def _rows_of(signatures: _Signatures | np.ndarray, index: np.ndarray) -> np.ndarray:
+    return signatures.rows(index) if isinstance(signatures, _Signatures) else signatures[index]
+
+
+def _by_row_then_similarity(later: np.ndarray, earlier: np.ndarray, similarity: np.ndarray):
+    """Pairs ordered by the later row, then most similar first, then earliest kept row first."""
+    order = np.lexsort((earlier, -similarity, later))
+    return later[order], earlier[order], similarity[order]
+
+
+def _bucket_pairs(band_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(earlier, later) positions of the rows that share a band key in any band, each pair once."""
+    pairs = []
+    for band in range(band_keys.shape[1]):
+        order = np.argsort(band_keys[:, band], kind="stable")  # equal keys stay in row order
+        keys = band_keys[order, band]
+        same = np.flatnonzero(keys[1:] == keys[:-1]) + 1  # positions continuing a bucket
+        if len(same) == 0:
             continue
-        kept[index] = (record, signature)
-        lsh.insert(index, signature)
-        unique.append(record)
-    return unique, duplicates
-
-
-def _bands(num_perm: int) -> int:
-    """Bands of 8 rows: candidates from a similarity of ~0.7 up, confirmed against the threshold."""
-    return max(1, num_perm // 8)
+        starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+        bucket_start = starts[np.searchsorted(starts, same, side="right") - 1]
+        for offset in range(_BUCKET_PAIRS):  # each row with the bucket's first rows before it
+            first = bucket_start + offset
+            keep = first < same
+            pairs.append(order[first[keep]].astype(np.int64) << 32 | order[same[keep]].astype(np.int64))
+            if not keep.any():
+                break
+    if not pairs:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    unique = np.unique(np.concatenate(pairs))
+    return unique >> 32, unique & 0xFFFFFFFF
 
 
 def primary_tool(record: dict[str, Any]) -> str:
@@ -136,21 +340,30 @@ def primary_tool(record: dict[str, Any]) -> str:
     return "text"
 
 
-def split(records: list[dict[str, Any]], ratios: dict[str, float], seed: int) -> dict[str, list[dict[str, Any]]]:
+def split_order(tools: np.ndarray, keys: np.ndarray, ratios: dict[str, float],
+                tool_names: list[str]) -> dict[str, np.ndarray]:
     """Stratified by tool, ordered by a seeded hash of the id: the same input always splits the
-    same way, and adding rows does not reshuffle the existing ones much."""
-    by_tool: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for record in records:
-        by_tool[primary_tool(record)].append(record)
-    splits: dict[str, list[dict[str, Any]]] = {name: [] for name in SPLITS}
-    for tool in sorted(by_tool):
-        group = sorted(by_tool[tool], key=lambda r: hashlib.sha256(f"{seed}:{r['id']}".encode()).hexdigest())
+    same way, and adding rows does not reshuffle the existing ones much. Positions per split,
+    tool by tool in name order. `tools` index `tool_names`."""
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in SPLITS}
+    for tool in sorted(np.unique(tools).tolist(), key=tool_names.__getitem__):
+        group = np.flatnonzero(tools == tool)
+        group = group[np.argsort(keys[group], kind="stable")]
         n_test = round(len(group) * ratios["test"])
         n_validation = round(len(group) * ratios["validation"])
-        splits["test"].extend(group[:n_test])
-        splits["validation"].extend(group[n_test:n_test + n_validation])
-        splits["train"].extend(group[n_test + n_validation:])
-    return splits
+        parts["test"].append(group[:n_test])
+        parts["validation"].append(group[n_test:n_test + n_validation])
+        parts["train"].append(group[n_test + n_validation:])
+    return {name: np.concatenate(p) if p else np.zeros(0, np.int64) for name, p in parts.items()}
+
+
+def split(records: list[dict[str, Any]], ratios: dict[str, float], seed: int) -> dict[str, list[dict[str, Any]]]:
+    """`split_order` on records held in memory."""
+    names = sorted({primary_tool(r) for r in records})
+    tools = np.array([names.index(primary_tool(r)) for r in records], np.int64)
+    keys = np.array([int.from_bytes(hashlib.sha256(f"{seed}:{r['id']}".encode()).digest()[:8], "big")
+                     for r in records], np.uint64)
+    return {name: [records[i] for i in positions] for name, positions in split_order(tools, keys, ratios, names).items()}
 
 
 def leaked_examples(splits: dict[str, list[dict[str, Any]]]) -> list[str]:
@@ -166,20 +379,74 @@ def leaked_examples(splits: dict[str, list[dict[str, Any]]]) -> list[str]:
     return leaked
 
 
-def _report(ingested: IngestResult, quarantined: list, duplicates: list,
-            splits: dict[str, list], tokens: list[int]) -> dict[str, Any]:
-    accepted = sum(len(v) for v in splits.values())
-    quality_filtered = sum(q["reason"].startswith("quality: ") for q in quarantined)
-    format_errors = len(quarantined) - quality_filtered
-    input_rows = ingested.input_rows
-    candidates = input_rows - len(quarantined)
+def _concatenate(scans: list[_Scan]) -> dict[str, np.ndarray]:
+    """The scans' arrays end to end; synthetic generators coded by their name across all scans."""
+    fields = ("offsets", "lengths", "ids", "exact_keys", "split_keys", "tools", "tokens", "band_keys")
+    facts = {name: np.concatenate([getattr(s, name) for s in scans]) if scans else np.zeros(0) for name in fields}
+    names = sorted({name for s in scans for name in s.synthetic_names})
+    facts["synthetic_names"] = np.array(names + [""], dtype=object)  # code -1 (source rows) reads ""
+    facts["rows"] = sum(s.rows for s in scans)
+    facts["synthetic"] = np.concatenate(
+        [np.array([names.index(n) for n in s.synthetic_names] + [-1], np.int16)[s.synthetic] for s in scans]
+    ) if scans else np.zeros(0, np.int16)
+    return facts
+
+
+def _copy_lines(lines: mmap.mmap, facts: dict[str, np.ndarray], rows: np.ndarray, path: Path) -> None:
+    """Write the records at `rows` to `path`, byte for byte as ingest wrote them."""
+    offsets, lengths = facts["offsets"][rows].tolist(), facts["lengths"][rows].tolist()
+    with open(path, "wb") as out:
+        for start in range(0, len(offsets), 8192):
+            out.write(b"".join(lines[o:o + n] + b"\n" for o, n in zip(offsets[start:start + 8192],
+                                                                       lengths[start:start + 8192], strict=True)))
+
+
+def _duplicate_entries(lines: mmap.mmap, facts: dict[str, np.ndarray], duplicate_of: np.ndarray,
+                       near_of: np.ndarray, similarity: np.ndarray) -> list[dict[str, Any]]:
+    """One entry per removed row, in row order: its origin, the kept row's, and how they matched."""
+    def origin(row: int) -> str:
+        offset, length = int(facts["offsets"][row]), int(facts["lengths"][row])
+        return json.loads(lines[offset:offset + length])["origin"]
+
+    entries = []
+    for row in np.flatnonzero((duplicate_of >= 0) | (near_of >= 0)).tolist():
+        if duplicate_of[row] >= 0:
+            entries.append({"origin": origin(row), "duplicate_of": origin(int(duplicate_of[row])), "kind": "exact"})
+        else:
+            entries.append({"origin": origin(row), "duplicate_of": origin(int(near_of[row])), "kind": "near",
+                            "similarity": round(float(similarity[row]), 3)})
+    return entries
+
+
+def _first_rows(path: Path, count: int) -> list[dict[str, Any]]:
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in itertools.islice(handle, count)]
+
+
+def _count_lines(path: Path) -> int:
+    with open(path, "rb") as handle:
+        return sum(1 for line in handle if line.strip())
+
+
+def _report(facts, in_split_order: np.ndarray, tool_names: list[str], order: dict[str, np.ndarray],
+            tokens: np.ndarray, duplicates: list[dict[str, Any]], ingest_quarantined: int,
+            curation_quarantined: list[dict[str, Any]], source_files: dict[str, str]) -> dict[str, Any]:
+    quarantined = ingest_quarantined + len(curation_quarantined)
+    quality_filtered = sum(q["reason"].startswith("quality: ") for q in curation_quarantined)
+    format_errors = quarantined - quality_filtered
+    input_rows = ingest_quarantined + int(facts["rows"])
+    candidates = input_rows - quarantined
+    accepted = len(in_split_order)
+    synthetic = Counter(facts["synthetic_names"][facts["synthetic"][in_split_order]].tolist())
+    synthetic.pop("", None)
+    per_tool = Counter(np.array(tool_names)[facts["tools"][in_split_order]].tolist())
     return {
         "input_rows": input_rows,
         "total_examples": accepted,
-        "train_count": len(splits["train"]),
-        "validation_count": len(splits["validation"]),
-        "test_count": len(splits["test"]),
-        "quarantined": len(quarantined),
+        "train_count": len(order["train"]),
+        "validation_count": len(order["validation"]),
+        "test_count": len(order["test"]),
+        "quarantined": quarantined,
         "quality_filtered": quality_filtered,
         "duplicates_removed": len(duplicates),
         "exact_duplicates": sum(d["kind"] == "exact" for d in duplicates),
@@ -188,13 +455,13 @@ def _report(ingested: IngestResult, quarantined: list, duplicates: list,
         "format_errors": format_errors,
         "format_valid_ratio": (input_rows - format_errors) / input_rows if input_rows else 0.0,
         "dedup_ratio": len(duplicates) / candidates if candidates else 0.0,
-        "avg_tokens": statistics.fmean(tokens) if tokens else 0.0,
-        "max_tokens": max(tokens, default=0),
-        "per_tool": dict(sorted(Counter(primary_tool(r) for v in splits.values() for r in v).items())),
-        "synthetic_examples": dict(sorted(Counter(r["synthetic"] for v in splits.values() for r in v
-                                                  if r.get("synthetic")).items())),
-        "quality_score": _quality_score(input_rows, len(quarantined), len(duplicates)),
-        "source_files": ingested.files,
+        "avg_tokens": float(tokens.mean()) if accepted else 0.0,
+        "p95_tokens": float(np.percentile(tokens, 95, method="weibull")) if accepted > 1 else float(tokens.max(initial=0)),
+        "max_tokens": int(tokens.max(initial=0)),
+        "per_tool": dict(sorted(per_tool.items())),
+        "synthetic_examples": dict(sorted(synthetic.items())),
+        "quality_score": _quality_score(input_rows, quarantined, len(duplicates)),
+        "source_files": source_files,
     }
 
 

@@ -65,14 +65,15 @@ def expand(records: list[dict[str, Any]], schema: ToolSchema, settings: Syntheti
         messages_or_reason, raw = next(candidates)
         result.attempts += 1
         origin = f"synthetic:{settings.generator}:{result.attempts}"
-        problems = ([messages_or_reason] if isinstance(messages_or_reason, str)
-                    else format_problems(messages_or_reason, schema) or quality_problems(messages_or_reason, quality))
-        if not problems and normalized_text(messages_or_reason) in seen:
-            problems = ["repeats an existing example"]
+        problems = [messages_or_reason] if isinstance(messages_or_reason, str) else format_problems(messages_or_reason, schema)
+        text = "" if problems else normalized_text(messages_or_reason)
+        if not problems:
+            problems = quality_problems(messages_or_reason, quality, text) or (
+                ["repeats an existing example"] if text in seen else [])
         if problems:
             result.rejected.append(quarantine_entry(origin, "; ".join(problems), raw))
             continue
-        seen.add(normalized_text(messages_or_reason))
+        seen.add(text)
         result.records.append({"id": example_id(messages_or_reason), "origin": origin,
                                "messages": messages_or_reason, "synthetic": settings.generator})
         if len(result.records) % 50 == 0 or len(result.records) == wanted:

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from llmops_assets.artifacts import file_sha256
+from llmops_assets.artifacts import file_sha256, jsonl_line, read_jsonl
 from llmops_assets.chat import tool_call_message
+from llmops_assets.data.chunks import LineRange, line_ranges, run_tasks
 
 
 @dataclass
@@ -31,32 +34,78 @@ class IngestResult:
         return len(self.records) + len(self.quarantined)
 
 
+@dataclass
+class IngestSummary:
+    """What `ingest_to` wrote: counts only, the rows are in the files."""
+    records: int
+    quarantined: int
+    files: dict[str, str]  # path -> sha256 of its bytes
+
+    @property
+    def input_rows(self) -> int:
+        return self.records + self.quarantined
+
+
 SUFFIXES = (".jsonl", ".csv", ".parquet")
 SHAPES = "'messages', 'prompt' + 'completion', or 'instruction' (+ 'input') + 'response'/'output'"
+RECORDS, QUARANTINE = "records.jsonl", "quarantine.jsonl"
+
+
+def ingest_to(sources: list[Path], out_dir: Path, workers: int = 1,
+              progress: Callable[[str], None] = lambda message: None) -> IngestSummary:
+    """Read every JSONL, CSV and Parquet file and every saved Hugging Face dataset under the given
+    files/folders, in a stable order, normalizing each row to chat messages: records go to
+    `out_dir/records.jsonl`, unreadable rows to `out_dir/quarantine.jsonl`. JSONL files are read
+    as line ranges in `workers` processes; rows never pile up in memory."""
+    paths = _expand(sources)
+    files = {str(path): fingerprint(path) for path in paths}
+    with tempfile.TemporaryDirectory(prefix="ingest-") as scratch:
+        tasks = []
+        for path in paths:
+            pieces = line_ranges(path) if _is_jsonl(path) else [path]
+            tasks += [(piece, Path(scratch) / f"part-{len(tasks) + k:06d}") for k, piece in enumerate(pieces)]
+        input_bytes = sum(p.stat().st_size for p in paths if p.is_file())
+        counts = run_tasks(_ingest_piece, tasks, workers, input_bytes, progress, "ingest")
+        for name, suffix in ((RECORDS, ".records"), (QUARANTINE, ".quarantine")):
+            with open(out_dir / name, "wb") as out:
+                for _, part in tasks:
+                    with open(part.with_suffix(suffix), "rb") as piece:
+                        shutil.copyfileobj(piece, out, 2**22)
+    return IngestSummary(sum(c[0] for c in counts), sum(c[1] for c in counts), files)
 
 
 def ingest(sources: list[Path]) -> IngestResult:
-    """Read every JSONL, CSV and Parquet file and every saved Hugging Face dataset under the given
-    files/folders, in a stable order, normalizing each row to chat messages."""
-    result = IngestResult()
-    for path in _expand(sources):
-        result.files[str(path)] = fingerprint(path)
-        for origin, row in _rows(path):
-            if isinstance(row, Unreadable):
-                result.quarantined.append(quarantine_entry(origin, row.reason, row.raw))
-                continue
-            messages = to_messages(row)
+    """`ingest_to` with the rows read back into memory: for small sources and tests."""
+    with tempfile.TemporaryDirectory(prefix="ingest-") as scratch:
+        summary = ingest_to(sources, Path(scratch))
+        return IngestResult(read_jsonl(Path(scratch) / RECORDS), read_jsonl(Path(scratch) / QUARANTINE), summary.files)
+
+
+def _ingest_piece(piece: LineRange | Path, part: Path) -> tuple[int, int]:
+    """Normalize one line range or one table source; write its records and quarantine entries."""
+    records = quarantined = 0
+    rows = _range_rows(piece) if isinstance(piece, LineRange) else _rows(piece)
+    with open(part.with_suffix(".records"), "w", encoding="utf-8") as good, \
+            open(part.with_suffix(".quarantine"), "w", encoding="utf-8") as bad:
+        for origin, row in rows:
+            messages = row.reason if isinstance(row, Unreadable) else to_messages(row)
             if isinstance(messages, str):
-                result.quarantined.append(quarantine_entry(origin, messages, row))
-                continue
-            result.records.append({"id": example_id(messages), "origin": origin, "messages": messages})
-    return result
+                bad.write(jsonl_line(quarantine_entry(origin, messages, row.raw if isinstance(row, Unreadable) else row)))
+                quarantined += 1
+            else:
+                good.write(jsonl_line({"id": example_id(messages), "origin": origin, "messages": messages}))
+                records += 1
+    return records, quarantined
 
 
 @dataclass
 class Unreadable:
     reason: str
     raw: Any
+
+
+def _is_jsonl(path: Path) -> bool:
+    return path.is_file() and path.suffix not in (".csv", ".parquet")
 
 
 def _rows(path: Path) -> Iterator[tuple[str, dict | Unreadable]]:
@@ -72,10 +121,12 @@ def _rows(path: Path) -> Iterator[tuple[str, dict | Unreadable]]:
 
 
 def jsonl_rows(path: Path) -> Iterator[tuple[str, dict | Unreadable]]:
-    for number, raw in enumerate(path.read_bytes().splitlines(), start=1):
-        origin = f"{path}:{number}"
-        if not raw.strip():
-            continue
+    yield from _range_rows(LineRange(path, 0, path.stat().st_size, 1))
+
+
+def _range_rows(lines: LineRange) -> Iterator[tuple[str, dict | Unreadable]]:
+    for _, number, raw in lines.lines():
+        origin = f"{lines.path}:{number}"
         try:
             row = json.loads(raw.decode("utf-8"))
         except UnicodeDecodeError as exc:
