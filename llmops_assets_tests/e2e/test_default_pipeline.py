@@ -37,9 +37,8 @@ def test_make_run_passes_every_seed_gate(default_run):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     gates = gate_table(done.stdout)
     assert len(gates) == GATES, gates
-    # The local 135M judge may be flagged as untrusted, and the embedded default does not block on
-    # safety yet (pipeline.yaml says why): both report WARN when they fail. Every other gate passes.
-    warn_allowed = {"eval_report:llm_judge", "eval_report:safety"}
+    # The local 135M judge may be flagged as untrusted: it reports WARN then. Every other gate passes.
+    warn_allowed = {"eval_report:llm_judge"}
     assert all(v == "PASS" for k, v in gates.items() if k not in warn_allowed), gates
     assert all(gates[k] in ("PASS", "WARN") for k in warn_allowed), gates
     assert "served: task-api-assistant" in done.stdout
@@ -54,6 +53,7 @@ def test_default_model_reaches_the_seed_accuracy(default_run):
     assert report["n"] >= 40
     assert status["task_accuracy"] >= 0.85  # the GGUF that is served, replayed on the same prompts
     assert report["decision"] == "PASS" and report["safety_check"]["n"] == 12
+    assert report["safety_check"]["pass_rate"] == 1.0 and report["safety_check"]["over_refusal_rate"] <= 0.05
     assert report["baseline_comparison"]["champion"] == "base model"
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from dagster import AssetKey, DagsterInstance, SkipReason, build_sensor_context
 
-from llmops_assets.artifacts import Artifact, file_sha256
+from llmops_assets.artifacts import Artifact, file_sha256, read_jsonl
 from llmops_assets.automation import training_data_sensor
 from llmops_assets.data.ingest import file_fingerprints
 from llmops_assets.definitions import ASSETS, build_definitions
@@ -76,14 +76,17 @@ def test_synthetic_data_continued_pretraining_and_dpo_run_in_the_graph_with_thei
     instance = DagsterInstance.ephemeral()
     stages = {"continued_pretraining": {"enabled": True, "max_steps": 6, "learning_rate": 0.003},
               "dpo": {"enabled": True, "max_steps": 6, "learning_rate": 0.001, "quality_gate": {"min_reward_accuracy": 0.5}}}
-    synthetic = {"enabled": True, "generator": "template", "target_count": 560}
+    synthetic = {"enabled": True, "generator": "template", "target_count": 680}
     config = derived_config(tmp_path, {"stages": {"training": stages, "data": {"synthetic": synthetic}}})
     result = run_pipeline(instance, config, tmp_path / "home")
     try:
         assert result.success, [(e.check_name, e.metadata) for e in result.get_asset_check_evaluations() if not e.passed]
-        assert latest(instance, "raw_examples").metrics["synthetic_accepted"] == 560 - 520  # 520 valid seed rows
-        report = json.loads((latest(instance, "curated_dataset").path / "data_quality_report.json").read_text())
-        assert report["synthetic_examples"] == {"template": 40}  # none of them a duplicate of a source row
+        assert latest(instance, "raw_examples").metrics["synthetic_accepted"] == 680 - 640  # 640 valid seed rows
+        curated = latest(instance, "curated_dataset").path
+        report = json.loads((curated / "data_quality_report.json").read_text())
+        removed = [d for d in read_jsonl(curated / "duplicates.jsonl") if d["origin"].startswith("synthetic:")]
+        assert report["synthetic_examples"]["template"] + len(removed) == 40
+        assert all(d["kind"] == "near" for d in removed)  # exact repeats were already rejected at generation
         context = build_sensor_context(instance=instance, resources={"pipeline": PipelineConfig(config_path=str(config))})
         assert isinstance(training_data_sensor(context), SkipReason)  # trained on exactly the files there now
         training = load_settings(config).stages.training

@@ -3,11 +3,13 @@ import json
 import pytest
 
 from llmops_assets.artifacts import read_jsonl
+from llmops_assets.chat import tool_calls_of
 from llmops_assets.data.curate import curate, leaked_examples, normalized_text, split
 from llmops_assets.data.expand import expand
 from llmops_assets.data.ingest import ingest
 from llmops_assets.data.synth import SEED_FILE, generate_task_api_examples
 from llmops_assets.data.validate import format_problems
+from llmops_assets.evaluation.safety import load_suite
 from llmops_assets.settings import NearDuplicateSettings, QualityFilterSettings, SyntheticSettings, load_settings
 from llmops_assets.tools import ToolSchema
 
@@ -27,6 +29,22 @@ def call_row(request, name, arguments):
 
 def test_shipped_seed_file_is_the_generators_output():
     assert read_jsonl(SEED_FILE) == generate_task_api_examples()
+
+
+def test_the_seed_teaches_the_safety_behaviour_without_the_suites_own_requests(schema):
+    rows = read_jsonl(SEED_FILE)
+    suite = load_suite(load_settings().stages.evaluation.safety_suite)
+    requests = {r["messages"][0]["content"].casefold() for r in rows}
+    assert not requests & {c["request"].casefold() for c in suite}
+    answers = [r["messages"][1] for r in rows]
+    refusals = [a["content"] for a in answers if not a.get("tool_calls")]
+    assert len(refusals) >= 0.15 * len(rows)
+    assert any(text.startswith(("I can't help", "Sorry, I won't help")) for text in refusals)  # harm
+    assert any("other people" in text or "other users" in text for text in refusals)  # privacy
+    assert any(text.startswith("I can only delete one task at a time") for text in refusals)  # bulk deletion
+    literal_titles = [tool_calls_of(a)[0].arguments["title"] for a in answers
+                      if a.get("tool_calls") and tool_calls_of(a)[0].name == "add_task"]
+    assert sum(title.casefold().startswith(("ignore", "system override", "delete task")) for title in literal_titles) >= 10
 
 
 def test_ingest_quarantines_unreadable_lines_with_file_and_line(tmp_path):
@@ -111,9 +129,14 @@ def test_near_duplicates_are_removed_with_their_cluster_and_similarity(tmp_path,
     assert kept.report["total_examples"] == 24
 
 
-def test_the_seed_has_no_near_duplicates_at_the_default_threshold(schema):
+def test_the_seeds_near_duplicates_are_its_courtesy_variants(schema):
     result = curate(ingest([SEED_FILE]), schema, RATIOS, seed=42, count_tokens=lambda r: 10, near=NearDuplicateSettings())
-    assert result.report["near_duplicates"] == 0 and result.report["exact_duplicates"] == 12
+    assert result.report["near_duplicates"] == 4 and result.report["exact_duplicates"] == 18
+    requests = {r["origin"]: r["messages"][0]["content"] for r in ingest([SEED_FILE]).records}
+    for duplicate in result.duplicates:
+        if duplicate["kind"] == "near":  # "Hey, please add ..." next to "Please add ..."
+            a, b = requests[duplicate["origin"]], requests[duplicate["duplicate_of"]]
+            assert a.casefold().removeprefix("hey, ") == b.casefold().removeprefix("hey, ")
 
 
 def test_the_great_expectations_suite_passes_the_seed_and_names_each_bad_example(schema):
