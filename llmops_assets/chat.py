@@ -91,7 +91,7 @@ class ChatTokenCounter:
         self._tokenizer = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"model_dir": self.model_dir, "system_prompt": self.system_prompt, "_tokenizer": None}
+        return self.__dict__ | {"_tokenizer": None}  # each process loads its own
 
     def __call__(self, record: dict[str, Any]) -> int:
         if self._tokenizer is None:

@@ -4,7 +4,7 @@
 from dagster import AssetCheckExecutionContext, MetadataValue, asset_check
 
 from llmops_assets.artifacts import read_json, read_jsonl
-from llmops_assets.data.curate import SPLITS, leaked_examples
+from llmops_assets.data.curate import SPLITS, leaked_examples, unaccounted_rows
 from llmops_assets.resources import ArtifactStoreResource, PipelineConfig, gate_result
 from llmops_assets.tools import ToolSchema
 
@@ -70,11 +70,13 @@ def great_expectations_suite(context: AssetCheckExecutionContext, pipeline: Pipe
 
 
 @asset_check(asset="curated_dataset", blocking=True,
-             description="Every input row is accounted for: input = accepted + quarantined + duplicates.")
+             description="Every row raw_examples wrote is accounted for: accepted + quarantined + duplicates.")
 def rows_accounted_for(context: AssetCheckExecutionContext, artifacts: ArtifactStoreResource):
-    r = _report(context, artifacts)
-    missing = r["input_rows"] - (r["total_examples"] + r["quarantined"] + r["duplicates_removed"])
-    return gate_result("unaccounted_rows", missing, 0, missing == 0, input_rows=r["input_rows"])
+    curated = artifacts.upstream(context, "curated_dataset")
+    raw = artifacts.store.get("raw_examples", curated.manifest["inputs"]["raw_examples"]).metrics
+    report = read_json(curated.path / "data_quality_report.json")
+    missing = unaccounted_rows(report, raw["records"] + raw["quarantined"])
+    return gate_result("unaccounted_rows", missing, 0, missing == 0, input_rows=report["input_rows"])
 
 
 data_checks = [enough_examples, format_valid, few_duplicates, token_length, no_split_leakage, rows_accounted_for,

@@ -379,6 +379,12 @@ def leaked_examples(splits: dict[str, list[dict[str, Any]]]) -> list[str]:
     return leaked
 
 
+def unaccounted_rows(report: dict[str, Any], raw_rows: int) -> int:
+    """Rows of the raw examples (records + ingest quarantine) that the report does not account for
+    as accepted, quarantined or duplicate; negative when it accounts for rows that were not there."""
+    return raw_rows - (report["total_examples"] + report["quarantined"] + report["duplicates_removed"])
+
+
 def _concatenate(scans: list[_Scan]) -> dict[str, np.ndarray]:
     """The scans' arrays end to end; synthetic generators coded by their name across all scans."""
     fields = ("offsets", "lengths", "ids", "exact_keys", "split_keys", "tools", "tokens", "band_keys")

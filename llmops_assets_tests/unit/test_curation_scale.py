@@ -13,6 +13,7 @@ from llmops_assets.data.curate import (
     lsh_band_keys,
     minhash_signatures,
     near_duplicates,
+    unaccounted_rows,
 )
 from llmops_assets.data.ingest import ingest_to
 from llmops_assets.settings import NearDuplicateSettings, QualityFilterSettings, load_settings
@@ -116,3 +117,27 @@ def test_signatures_are_rensas_and_their_agreement_is_rensas_jaccard():
         reference.append(minhash)
     assert signatures.tolist() == [m.digest() for m in reference]
     assert (signatures[0] == signatures[1]).mean() == pytest.approx(reference[0].jaccard(reference[1]))
+
+
+def test_the_accounting_gate_counts_against_what_raw_examples_wrote(tmp_path):
+    source = tmp_path / "rows.jsonl"
+    source.write_text("\n".join(_rows(120)) + "\n")
+    summary, result, _, _ = _run(tmp_path, "run", source, workers=1)
+    assert unaccounted_rows(result.report, summary.records + summary.quarantined) == 0
+    assert unaccounted_rows(result.report, summary.records + summary.quarantined + 3) == 3  # rows lost between assets
+
+
+def test_the_token_counter_crosses_to_worker_processes_without_its_tokenizer(tmp_path):
+    import pickle
+
+    from llmops_assets.artifacts import read_jsonl
+    from llmops_assets.chat import ChatTokenCounter
+    from llmops_assets.data.synth import SEED_FILE
+    from llmops_assets.training.base_models import build_base_model
+
+    rows = read_jsonl(SEED_FILE)[:40]
+    build_base_model("tiny-llama", tmp_path / "model", [m.get("content") or "" for r in rows for m in r["messages"]])
+    counter = ChatTokenCounter(str(tmp_path / "model"), "Answer with one JSON tool call.")
+    counts = [counter(r) for r in rows]
+    copy = pickle.loads(pickle.dumps(counter))
+    assert copy._tokenizer is None and [copy(r) for r in rows] == counts and min(counts) > 5
