@@ -20,10 +20,11 @@ from pathlib import Path
 
 from dagster import AssetKey, DagsterInstance, DagsterRunStatus
 
-from llmops_assets.artifacts import write_jsonl
-from llmops_assets.automation import TRIGGER_TAG
+from llmops_assets.core import releases
+from llmops_assets.core.storage import write_jsonl
 from llmops_assets.data.synth import SEED_FILE
-from llmops_assets.deployment import release, servers
+from llmops_assets.deployment import servers
+from llmops_assets.orchestration.sensors import TRIGGER_TAG
 from llmops_assets_tests.conftest import TINY_CONFIG, derived_config
 from llmops_assets_tests.operations.processes import BIN, dagster_process, instance_env, wait_until
 from llmops_assets_tests.operations.test_daemon import new_example
@@ -74,7 +75,7 @@ def main() -> None:
                        600, "automation deploys the new data", daemon, log, every_s=1)
             print(f"file drop -> new model served {time.time() - dropped:.1f} s (through every gate)")
     finally:
-        for entry in release.history(root / "llmops"):
+        for entry in releases.history(root / "llmops"):
             if entry.get("pid"):
                 servers.stop(entry["pid"])
 

@@ -26,8 +26,10 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from llmops_assets.artifacts import read_jsonl
+from llmops_assets.core.storage import read_jsonl
+from llmops_assets.core.tools import ToolSchema
 from llmops_assets.data.chunks import worker_count
+from llmops_assets.data.config import NearDuplicateSettings
 from llmops_assets.data.curate import (
     curate_files,
     exact_duplicates,
@@ -37,8 +39,7 @@ from llmops_assets.data.curate import (
     normalized_text,
 )
 from llmops_assets.data.ingest import ingest_to
-from llmops_assets.settings import NearDuplicateSettings, load_settings
-from llmops_assets.tools import ToolSchema
+from llmops_assets.settings import load_settings
 
 WORDS = [f"{a}{b}" for a in ("ka", "lo", "mi", "nu", "pe", "ri", "so", "ta", "vu", "ze", "bo", "da")
          for b in ("rn", "lt", "sk", "mp", "nd", "rt", "st", "ng", "ck", "ft", "ll", "xx")]

@@ -11,11 +11,11 @@ from __future__ import annotations
 import argparse
 import time
 
-from llmops_assets.artifacts import read_jsonl
-from llmops_assets.chat import model_messages, render_prompt
+from llmops_assets.core.chat import model_messages, render_prompt
+from llmops_assets.core.modeling import load_merged
+from llmops_assets.core.storage import read_jsonl
 from llmops_assets.evaluation.generate import generate_answers
-from llmops_assets.modeling import load_merged
-from llmops_assets.resources import ArtifactStoreResource
+from llmops_assets.orchestration.resources import ArtifactStoreResource
 from llmops_assets.settings import load_settings
 
 

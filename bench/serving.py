@@ -16,8 +16,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-from llmops_assets.deployment import release, servers
-from llmops_assets.resources import ArtifactStoreResource
+from llmops_assets.core import releases
+from llmops_assets.deployment import servers
+from llmops_assets.orchestration.resources import ArtifactStoreResource
 from llmops_assets.settings import load_settings
 
 PROMPT = "Add task: Buy milk and eggs on the way home"
@@ -79,7 +80,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = load_settings()
     home = ArtifactStoreResource().home_path
-    status = release.read_status(home)
+    status = releases.read_status(home)
     gguf = args.gguf or (Path(status["model_path"]) if status else None)
     if gguf is None:
         raise SystemExit("nothing is served yet: run `make run` first or pass --gguf")

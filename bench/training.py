@@ -20,8 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from llmops_assets.artifacts import read_jsonl
-from llmops_assets.chat import model_messages, prompt_and_completion
+from llmops_assets.core.chat import model_messages, prompt_and_completion
+from llmops_assets.core.storage import read_jsonl
 from llmops_assets.data.synth import SEED_FILE
 from llmops_assets.settings import load_settings
 from llmops_assets.training.backends import select_backend

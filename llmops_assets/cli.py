@@ -9,9 +9,10 @@ import sys
 import time
 from pathlib import Path
 
-from llmops_assets.artifacts import write_json
-from llmops_assets.deployment import release, servers, targets
-from llmops_assets.resources import REBUILD_TAG, ArtifactStoreResource
+from llmops_assets.core import releases
+from llmops_assets.core.storage import write_json
+from llmops_assets.deployment import servers, targets
+from llmops_assets.orchestration.resources import REBUILD_TAG, ArtifactStoreResource
 from llmops_assets.settings import load_settings
 
 # The project instance: telemetry off; queued runs picked up every second, one at a time (two
@@ -136,19 +137,18 @@ def check_command(select: list[str]) -> int:
 
 def status_command() -> int:
     """What is served and from what (artifact versions), and the latest verdict of every gate."""
-    from llmops_assets.definitions import CHECKS
+    from llmops_assets.definitions import defs
 
     print(served_summary())
-    status = release.read_status(ArtifactStoreResource().home_path)
+    status = releases.read_status(ArtifactStoreResource().home_path)
     if status:
         print("lineage: " + ", ".join(f"{k} {v}" for k, v in status.get("inputs", {}).items()))
     instance = dagster_instance()
     evaluations = []
-    for check in CHECKS:
-        for key in check.check_keys:
-            record = instance.get_latest_asset_check_evaluation_record(key)
-            if record and record.event and record.event.dagster_event:
-                evaluations.append(record.event.dagster_event.event_specific_data)
+    for key in sorted(defs.resolve_asset_graph().asset_check_keys, key=str):
+        record = instance.get_latest_asset_check_evaluation_record(key)
+        if record and record.event and record.event.dagster_event:
+            evaluations.append(record.event.dagster_event.event_specific_data)
     print(format_gates(gate_rows(evaluations)) if evaluations else "\nno gate has run yet")
     return 0 if status and status.get("status") == "serving" else 1
 
@@ -184,7 +184,7 @@ def format_step_times(instance, run_id: str) -> str:
 
 def served_summary() -> str:
     home = ArtifactStoreResource().home_path
-    status = release.read_status(home)
+    status = releases.read_status(home)
     if status is None:
         return "\nnothing is served yet"
     target = targets.target_of(status, load_settings().stages.deployment, home)
@@ -195,7 +195,7 @@ def served_summary() -> str:
 
 def serve_command(action: str) -> int:
     home = ArtifactStoreResource().home_path
-    status = release.read_status(home)
+    status = releases.read_status(home)
     if action == "status":
         print(json.dumps(status, indent=2) if status else "nothing is served")
         print(served_summary())
@@ -204,7 +204,7 @@ def serve_command(action: str) -> int:
         print("nothing is served by the embedded server" + (f"; {status['model']} is on Ollama" if status else ""))
         return 0
     servers.stop(status["pid"])
-    write_json(release.status_path(home), status | {"status": "stopped"})
+    write_json(releases.status_path(home), status | {"status": "stopped"})
     print(f"stopped {status['model_name']} version {status['version']} (pid {status['pid']})")
     return 0
 

@@ -8,35 +8,17 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from llmops_assets.core.rows import LineRange
+
 CHUNK_BYTES = 16 * 2**20
 # Below this much input, worker processes cost more (start-up, imports) than they save.
 PARALLEL_MIN_BYTES = 8 * 2**20
-
-
-@dataclass(frozen=True)
-class LineRange:
-    path: Path
-    start: int
-    end: int
-    first_line: int  # 1-based number of the range's first line
-
-    def lines(self) -> Iterator[tuple[int, int, bytes]]:
-        """(byte offset, line number, line without its end) for every non-blank line of the range."""
-        with open(self.path, "rb") as handle:
-            handle.seek(self.start)
-            data = handle.read(self.end - self.start)
-        offset = self.start
-        for number, line in enumerate(data.split(b"\n"), start=self.first_line):
-            if line.strip():
-                yield offset, number, line.removesuffix(b"\r")
-            offset += len(line) + 1
 
 
 def line_ranges(path: Path) -> list[LineRange]:

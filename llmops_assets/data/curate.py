@@ -25,13 +25,15 @@ from typing import Any
 
 import numpy as np
 
-from llmops_assets.artifacts import jsonl_line, read_jsonl, write_jsonl
-from llmops_assets.chat import tool_calls_of
+from llmops_assets.core.chat import tool_calls_of
+from llmops_assets.core.examples import format_problems
+from llmops_assets.core.rows import quarantine_entry
+from llmops_assets.core.storage import jsonl_line, read_jsonl, write_jsonl
+from llmops_assets.core.tools import ToolSchema
 from llmops_assets.data.chunks import LineRange, line_ranges, run_tasks
-from llmops_assets.data.ingest import QUARANTINE, RECORDS, IngestResult, quarantine_entry
-from llmops_assets.data.validate import format_problems, quality_problems
-from llmops_assets.settings import NearDuplicateSettings, QualityFilterSettings
-from llmops_assets.tools import ToolSchema
+from llmops_assets.data.config import NearDuplicateSettings, QualityFilterSettings
+from llmops_assets.data.ingest import QUARANTINE, RECORDS, IngestResult
+from llmops_assets.data.validate import quality_problems
 
 SPLITS = ("train", "validation", "test")
 DUPLICATES = "duplicates.jsonl"

@@ -18,12 +18,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmops_assets.chat import tool_call_message, tool_calls_of
+from llmops_assets.core.chat import tool_call_message, tool_calls_of
+from llmops_assets.core.examples import format_problems
+from llmops_assets.core.rows import example_id, quarantine_entry
+from llmops_assets.core.tools import ToolSchema
+from llmops_assets.data.config import QualityFilterSettings, SyntheticSettings
 from llmops_assets.data.curate import normalized_text
-from llmops_assets.data.ingest import example_id, quarantine_entry
-from llmops_assets.data.validate import format_problems, quality_problems
-from llmops_assets.settings import QualityFilterSettings, SyntheticSettings
-from llmops_assets.tools import ToolSchema
+from llmops_assets.data.validate import quality_problems
 
 Ask = Callable[[list[dict[str, str]], dict[str, Any] | None, int], str]  # (messages, response_format, seed) -> text
 
@@ -153,7 +154,7 @@ def _response_format(style: str, json_schema: dict[str, Any]) -> dict[str, Any] 
 
 def endpoint_asker(settings: SyntheticSettings, served: dict[str, Any] | None = None) -> Ask:
     """Requests to the configured endpoint; `served` is the deployment status for endpoint 'served'."""
-    from llmops_assets.endpoints import chat_completion
+    from llmops_assets.core.inference import chat_completion
 
     if settings.endpoint == "served":
         if not served:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from llmops_assets.core.examples import format_problems
+from llmops_assets.core.tools import ToolSchema
 from llmops_assets.data.curate import normalized_text, primary_tool
-from llmops_assets.data.validate import format_problems
-from llmops_assets.tools import ToolSchema
 
 # user -> assistant turns (a tool result answered by the assistant allowed), an optional system first.
 ROLE_ORDER = r"^(?:system>)?user>assistant(?:>(?:user|tool)>assistant)*$"

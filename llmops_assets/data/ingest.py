@@ -8,19 +8,27 @@ that names its file, its line or row, and the reason.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from llmops_assets.artifacts import file_sha256, jsonl_line, read_jsonl
-from llmops_assets.chat import tool_call_message
-from llmops_assets.data.chunks import LineRange, line_ranges, run_tasks
+from llmops_assets.core.chat import tool_call_message
+from llmops_assets.core.rows import (
+    LineRange,
+    Unreadable,
+    example_id,
+    file_fingerprints,
+    fingerprint,
+    jsonl_rows,
+    quarantine_entry,
+    range_rows,
+)
+from llmops_assets.core.storage import jsonl_line, read_jsonl
+from llmops_assets.data.chunks import line_ranges, run_tasks
 
 
 @dataclass
@@ -48,6 +56,7 @@ class IngestSummary:
 
 SUFFIXES = (".jsonl", ".csv", ".parquet")
 SHAPES = "'messages', 'prompt' + 'completion', or 'instruction' (+ 'input') + 'response'/'output'"
+SHAPES_OBJECT = f"an object with {SHAPES}"
 RECORDS, QUARANTINE = "records.jsonl", "quarantine.jsonl"
 
 
@@ -84,7 +93,7 @@ def ingest(sources: list[Path]) -> IngestResult:
 def _ingest_piece(piece: LineRange | Path, part: Path) -> tuple[int, int]:
     """Normalize one line range or one table source; write its records and quarantine entries."""
     records = quarantined = 0
-    rows = _range_rows(piece) if isinstance(piece, LineRange) else _rows(piece)
+    rows = range_rows(piece, SHAPES_OBJECT) if isinstance(piece, LineRange) else _rows(piece)
     with open(part.with_suffix(".records"), "w", encoding="utf-8") as good, \
             open(part.with_suffix(".quarantine"), "w", encoding="utf-8") as bad:
         for origin, row in rows:
@@ -96,12 +105,6 @@ def _ingest_piece(piece: LineRange | Path, part: Path) -> tuple[int, int]:
                 good.write(jsonl_line({"id": example_id(messages), "origin": origin, "messages": messages}))
                 records += 1
     return records, quarantined
-
-
-@dataclass
-class Unreadable:
-    reason: str
-    raw: Any
 
 
 def _is_jsonl(path: Path) -> bool:
@@ -117,25 +120,7 @@ def _rows(path: Path) -> Iterator[tuple[str, dict | Unreadable]]:
     elif path.suffix == ".parquet":
         yield from _table_rows(path, lambda: _read_parquet(path))
     else:
-        yield from jsonl_rows(path)
-
-
-def jsonl_rows(path: Path) -> Iterator[tuple[str, dict | Unreadable]]:
-    yield from _range_rows(LineRange(path, 0, path.stat().st_size, 1))
-
-
-def _range_rows(lines: LineRange) -> Iterator[tuple[str, dict | Unreadable]]:
-    for _, number, raw in lines.lines():
-        origin = f"{lines.path}:{number}"
-        try:
-            row = json.loads(raw.decode("utf-8"))
-        except UnicodeDecodeError as exc:
-            yield origin, Unreadable(f"not UTF-8: {exc.reason}", raw)
-            continue
-        except json.JSONDecodeError as exc:
-            yield origin, Unreadable(f"malformed JSON: {exc.msg} at column {exc.colno}", raw)
-            continue
-        yield origin, row if isinstance(row, dict) else Unreadable(f"expected an object with {SHAPES}", row)
+        yield from jsonl_rows(path, SHAPES_OBJECT)
 
 
 def _table_rows(path: Path, load, first_row: int = 1) -> Iterator[tuple[str, dict | Unreadable]]:
@@ -208,55 +193,6 @@ def source_fingerprints(sources: list[Path]) -> dict[str, str]:
     """Each data source file and the sha256 of its content: what the new-data sensor compares with
     the sources the latest ingest read."""
     return file_fingerprints(_expand(sources))
-
-
-def file_fingerprints(paths: list[Path]) -> dict[str, str]:
-    """Each file or folder (as configured) and its fingerprint; a missing one maps to ''."""
-    return {str(path): fingerprint(path) if path.exists() else "" for path in paths}
-
-
-def fingerprint(path: Path) -> str:
-    """sha256 of a file's bytes; for a saved dataset folder, of its files' names and hashes."""
-    if path.is_file():
-        return _file_digest(path)
-    files = sorted(p for p in path.rglob("*") if p.is_file())
-    listing = [(p.relative_to(path).as_posix(), _file_digest(p)) for p in files]
-    return hashlib.sha256(json.dumps(listing).encode()).hexdigest()
-
-
-def _file_digest(path: Path) -> str:
-    """The new-data sensor fingerprints every source on each tick: a file whose size and mtime
-    did not change is not read again."""
-    stat = path.stat()
-    return _digest_of(str(path), stat.st_size, stat.st_mtime_ns)
-
-
-@lru_cache(maxsize=65536)
-def _digest_of(path: str, size: int, mtime_ns: int) -> str:
-    return file_sha256(path)
-
-
-def changed_sources(current: dict[str, str], ingested: dict[str, str]) -> dict[str, str | None]:
-    """Files added, changed (new sha256) or removed (None) since the last ingest."""
-    changed: dict[str, str | None] = {p: h for p, h in current.items() if ingested.get(p) != h}
-    changed.update({p: None for p in ingested if p not in current})
-    return changed
-
-
-def example_id(messages: list[Any]) -> str:
-    """Content hash of the conversation: the same example gets the same id wherever it comes from."""
-    canonical = json.dumps(messages, sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
-
-
-def quarantine_entry(origin: str, reason: str, raw: Any) -> dict[str, Any]:
-    if isinstance(raw, bytes):
-        raw = raw.decode("utf-8", errors="replace")
-    try:
-        json.dumps(raw)
-    except (TypeError, ValueError):  # a table cell of a type JSON cannot hold: keep its text
-        raw = repr(raw)
-    return {"origin": origin, "reason": reason, "raw": raw}
 
 
 def _expand(sources: list[Path]) -> list[Path]:

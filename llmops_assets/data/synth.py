@@ -11,8 +11,8 @@ import json
 import random
 from pathlib import Path
 
-from llmops_assets.artifacts import write_jsonl
-from llmops_assets.chat import tool_call_message
+from llmops_assets.core.chat import tool_call_message
+from llmops_assets.core.storage import write_jsonl
 
 TASK_API_TOOLS = ("add_task", "list_tasks", "complete_task", "delete_task")
 SEED_FILE = Path(__file__).parent / "seed" / "task_api_examples.jsonl"

@@ -6,10 +6,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from llmops_assets.chat import parse_tool_call
-from llmops_assets.evaluation.generate import generate_with_llamacpp
-from llmops_assets.evaluation.metrics import score
-from llmops_assets.tools import ToolSchema
+from llmops_assets.core.chat import parse_tool_call
+from llmops_assets.core.inference import generate_with_llamacpp
+from llmops_assets.core.scoring import score
+from llmops_assets.core.tools import ToolSchema
 
 
 def replay(gguf_path: Path, predictions: list[dict[str, Any]], schema: ToolSchema, stop: str,

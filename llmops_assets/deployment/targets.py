@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from llmops_assets.deployment import servers
-from llmops_assets.settings import DeploymentSettings
+from llmops_assets.deployment.config import DeploymentSettings
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmops_assets.settings import EvaluationSettings
-from llmops_assets.verdicts import Verdict
+from llmops_assets.core.verdicts import Verdict
+from llmops_assets.evaluation.config import EvaluationSettings
 
 
 def evaluation_verdicts(report: dict[str, Any], settings: EvaluationSettings) -> dict[str, Verdict]:

@@ -1,10 +1,9 @@
-"""Greedy answers: batched with left padding in transformers, or prompt by prompt through llama.cpp."""
+"""Greedy answers of a transformers model, batched with left padding."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 
@@ -29,21 +28,4 @@ def generate_answers(model: Any, tokenizer: Any, prompts: list[str], batch_size:
         elapsed = time.monotonic() - started
         progress(f"generated {done}/{len(prompts)} answers, {done / elapsed:.1f}/s, "
                  f"ETA {(len(prompts) - done) * elapsed / done:.0f}s")
-    return answers
-
-
-def generate_with_llamacpp(gguf_path: Path, prompts: list[str], stop: str, max_tokens: int, n_threads: int,
-                           progress: Callable[[str], None]) -> list[str]:
-    """Greedy answers from a GGUF through llama.cpp, prompts tokenized exactly as rendered."""
-    from llama_cpp import Llama
-
-    llm = Llama(str(gguf_path), n_ctx=2048, n_threads=n_threads, n_threads_batch=n_threads, verbose=False)
-    answers: list[str] = []
-    started = time.monotonic()
-    for index, prompt in enumerate(prompts, start=1):
-        tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
-        answers.append(llm.create_completion(tokens, max_tokens=max_tokens, temperature=0.0, stop=[stop])["choices"][0]["text"])
-        if index % 25 == 0 or index == len(prompts):
-            elapsed = time.monotonic() - started
-            progress(f"llama.cpp answered {index}/{len(prompts)} prompts, ETA {(len(prompts) - index) * elapsed / index:.0f}s")
     return answers

@@ -12,8 +12,8 @@ import os
 import random
 from typing import Any, Protocol
 
-from llmops_assets.endpoints import chat_completion
-from llmops_assets.tools import ToolCall
+from llmops_assets.core.inference import chat_completion
+from llmops_assets.core.tools import ToolCall
 
 RUBRIC = {
     "correct_tool": "Does the answer use the right tool for the request, or decline when no tool fits?",

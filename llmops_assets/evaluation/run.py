@@ -10,16 +10,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmops_assets.artifacts import read_json
-from llmops_assets.chat import model_messages, parse_tool_call, render_prompt
+from llmops_assets.core.chat import model_messages, parse_tool_call, render_prompt
+from llmops_assets.core.inference import generate_with_llamacpp
+from llmops_assets.core.modeling import load_base, load_merged
+from llmops_assets.core.scoring import expected_call, score
+from llmops_assets.core.storage import read_json
+from llmops_assets.core.tools import ToolSchema
 from llmops_assets.evaluation import judge as judging
-from llmops_assets.evaluation.generate import generate_answers, generate_with_llamacpp
-from llmops_assets.evaluation.metrics import expected_call, score
+from llmops_assets.evaluation.config import EvaluationSettings
+from llmops_assets.evaluation.generate import generate_answers
 from llmops_assets.evaluation.regression import regression_analysis
 from llmops_assets.evaluation.safety import safety_report
-from llmops_assets.modeling import load_base, load_merged
-from llmops_assets.settings import EvaluationSettings
-from llmops_assets.tools import ToolSchema
 
 
 @dataclass

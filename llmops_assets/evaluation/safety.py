@@ -11,9 +11,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from llmops_assets.artifacts import read_jsonl
-from llmops_assets.chat import parse_tool_call
-from llmops_assets.tools import ToolCall, ToolSchema
+from llmops_assets.core.chat import parse_tool_call
+from llmops_assets.core.storage import read_jsonl
+from llmops_assets.core.tools import ToolCall, ToolSchema
 
 BEHAVIOURS = ("refuse", "no_tool_call", "tool_call")
 

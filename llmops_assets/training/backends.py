@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from llmops_assets.settings import TrainingSettings
+from llmops_assets.training.config import TrainingSettings
 
 # What "all-linear" means for Unsloth, which takes module names (the attention and MLP projections).
 _UNSLOTH_ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]

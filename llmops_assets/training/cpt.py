@@ -8,9 +8,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-from llmops_assets.modeling import save_merged
-from llmops_assets.settings import ContinuedPretrainingSettings, TrainingSettings
+from llmops_assets.core.modeling import save_merged
 from llmops_assets.training.backends import current_backend, load_for_training
+from llmops_assets.training.config import ContinuedPretrainingSettings, TrainingSettings
 from llmops_assets.training.runner import Progress, TrainingOutcome, held_out_split, run_training, trainer_arguments
 
 TEXT_SUFFIXES = (".txt", ".md")

@@ -7,12 +7,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from llmops_assets.chat import model_messages, prompt_and_completion, tool_calls_of
-from llmops_assets.data.ingest import Unreadable, jsonl_rows, quarantine_entry
-from llmops_assets.data.validate import format_problems
-from llmops_assets.settings import PreferenceSettings, TrainingSettings
-from llmops_assets.tools import ToolSchema
+from llmops_assets.core.chat import model_messages, prompt_and_completion, tool_calls_of
+from llmops_assets.core.examples import format_problems
+from llmops_assets.core.rows import Unreadable, jsonl_rows, quarantine_entry
+from llmops_assets.core.tools import ToolSchema
 from llmops_assets.training.backends import current_backend, load_for_training
+from llmops_assets.training.config import PreferenceSettings, TrainingSettings
 from llmops_assets.training.runner import Progress, TrainingOutcome, held_out_split, run_training, trainer_arguments
 
 SHAPE = ("an object with 'prompt' (messages ending with the user's), 'chosen' and 'rejected' "

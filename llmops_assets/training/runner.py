@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llmops_assets.settings import TrackingSettings, TrainingSettings
+from llmops_assets.training.config import TrackingSettings, TrainingSettings
 
 Progress = Callable[[str], None]
 

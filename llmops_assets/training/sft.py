@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from llmops_assets.chat import model_messages, prompt_and_completion
-from llmops_assets.settings import TrainingSettings
+from llmops_assets.core.chat import model_messages, prompt_and_completion
 from llmops_assets.training.backends import current_backend, load_for_training
+from llmops_assets.training.config import TrainingSettings
 from llmops_assets.training.runner import Progress, TrainingOutcome, run_training, trainer_arguments
 
 

@@ -8,13 +8,14 @@ import sys
 
 import pytest
 
-from llmops_assets.artifacts import Artifact, ArtifactStore
-from llmops_assets.chat import parse_tool_call
-from llmops_assets.deployment import release, servers
-from llmops_assets.endpoints import chat_completion
+from llmops_assets.core import releases
+from llmops_assets.core.chat import parse_tool_call
+from llmops_assets.core.inference import chat_completion
+from llmops_assets.core.storage import Artifact, ArtifactStore
+from llmops_assets.core.tools import ToolCall
+from llmops_assets.deployment import servers
 from llmops_assets.settings import DEFAULT_CONFIG, load_settings
-from llmops_assets.tools import ToolCall
-from llmops_assets_tests.conftest import GATES, derived_config, gate_table
+from llmops_assets_tests.conftest import derived_config, gate_count, gate_table
 
 pytestmark = pytest.mark.slow
 
@@ -27,7 +28,7 @@ def default_run(tmp_path_factory):
     done = subprocess.run([sys.executable, "-m", "llmops_assets.cli", "run"], env=env, cwd=home,
                           capture_output=True, text=True, timeout=1800)
     yield done, home / "llmops"
-    status = release.read_status(home / "llmops")
+    status = releases.read_status(home / "llmops")
     if status:
         servers.stop(status["pid"])
 
@@ -36,7 +37,7 @@ def test_make_run_passes_every_seed_gate(default_run):
     done, _ = default_run
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     gates = gate_table(done.stdout)
-    assert len(gates) == GATES, gates
+    assert len(gates) == gate_count(), gates
     # The local 135M judge may be flagged as untrusted: it reports WARN then. Every other gate passes.
     warn_allowed = {"eval_report:llm_judge"}
     assert all(v == "PASS" for k, v in gates.items() if k not in warn_allowed), gates
@@ -46,7 +47,7 @@ def test_make_run_passes_every_seed_gate(default_run):
 
 def test_default_model_reaches_the_seed_accuracy(default_run):
     _, home = default_run
-    status = release.read_status(home)
+    status = releases.read_status(home)
     evaluated = Artifact.load(home / "artifacts" / "eval_report" / status["inputs"]["eval_report"])
     report = json.loads((evaluated.path / "eval_report.json").read_text())
     assert report["task_accuracy"] >= load_settings(DEFAULT_CONFIG).stages.evaluation.quality_gate.min_task_accuracy
@@ -59,7 +60,7 @@ def test_default_model_reaches_the_seed_accuracy(default_run):
 
 def test_served_model_answers_with_the_right_tool_call(default_run):
     _, home = default_run
-    status = release.read_status(home)
+    status = releases.read_status(home)
     settings = load_settings(DEFAULT_CONFIG)
     messages = [{"role": "system", "content": settings.domain.system_prompt},
                 {"role": "user", "content": "Delete task 17"}]
@@ -72,7 +73,7 @@ def test_a_regressed_adapter_fails_the_regression_gate_and_changes_nothing(defau
     on the same test set that is a regression beyond noise, and nothing served changes.
     (Shuffling the source's labels would not do: it shuffles the test labels too.)"""
     _, home = default_run
-    before = release.read_status(home)
+    before = releases.read_status(home)
     relaxed = {"max_final_loss": 100, "max_validation_rise": 100}  # let the weak adapter reach evaluation
     config = derived_config(tmp_path, {"stages": {"training": {"max_steps": 2, "quality_gate": relaxed}}},
                             base=DEFAULT_CONFIG)
@@ -87,7 +88,7 @@ def test_a_regressed_adapter_fails_the_regression_gate_and_changes_nothing(defau
     regression = json.loads((candidate.path / "regression_analysis.json").read_text())
     accuracy = regression["metrics"]["task_accuracy"]
     assert regression["regressed"] and accuracy["ci_high"] < 0 and accuracy["delta"] < -0.05
-    after = release.read_status(home)
+    after = releases.read_status(home)
     assert (after["version"], after["pid"], after["deployed_at"]) == (before["version"], before["pid"], before["deployed_at"])
 
 
@@ -95,7 +96,7 @@ def test_a_diverging_run_fails_the_training_gates_and_changes_nothing(default_ru
     """A learning rate far too high for LoRA on the real model: the loss climbs by orders of
     magnitude within a few steps. The default training gates stop it before evaluation."""
     _, home = default_run
-    before = release.read_status(home)
+    before = releases.read_status(home)
     diverging = {"learning_rate": 0.2, "max_steps": 6, "eval_steps": 2, "batch_size": 4}
     config = derived_config(tmp_path, {"stages": {"training": diverging}}, base=DEFAULT_CONFIG)
     env = os.environ | {"LLMOPS_HOME": str(home), "DAGSTER_HOME": str(home.parent / "dagster")}
@@ -107,5 +108,5 @@ def test_a_diverging_run_fails_the_training_gates_and_changes_nothing(default_ru
     [adapter] = [a for a in ArtifactStore(home).versions("sft_adapter") if a.manifest["config"]["learning_rate"] == 0.2]
     history = [loss for _, loss in json.loads((adapter.path / "training_metrics.json").read_text())["validation_loss_history"]]
     assert history[-1] > 2 * min(history)  # really diverged, not a threshold trick
-    after = release.read_status(home)
+    after = releases.read_status(home)
     assert (after["version"], after["pid"], after["deployed_at"]) == (before["version"], before["pid"], before["deployed_at"])

@@ -8,16 +8,18 @@ from pathlib import Path
 import pytest
 from dagster import AssetKey, DagsterInstance, SkipReason, build_sensor_context
 
-from llmops_assets.artifacts import Artifact, file_sha256, read_jsonl
-from llmops_assets.automation import training_data_sensor
-from llmops_assets.data.ingest import file_fingerprints
-from llmops_assets.definitions import ASSETS, build_definitions
-from llmops_assets.deployment import release, servers
+from llmops_assets.core import releases
+from llmops_assets.core.inference import chat_completion
+from llmops_assets.core.rows import file_fingerprints
+from llmops_assets.core.storage import Artifact, file_sha256, read_jsonl
+from llmops_assets.definitions import build_definitions, defs
+from llmops_assets.deployment import servers
 from llmops_assets.deployment.targets import ollama_answers, ollama_host
-from llmops_assets.endpoints import chat_completion
-from llmops_assets.resources import SOURCE_FILES, ArtifactStoreResource, PipelineConfig
+from llmops_assets.orchestration.resources import SOURCE_FILES, ArtifactStoreResource, PipelineConfig
+from llmops_assets.orchestration.sensors import training_data_sensor
 from llmops_assets.settings import load_settings
-from llmops_assets_tests.conftest import GATES, TINY_CONFIG, derived_config
+from llmops_assets_tests.conftest import TINY_CONFIG, derived_config, gate_count
+from llmops_assets_tests.graph import describe
 from llmops_assets_tests.ollama_double import OllamaDouble
 
 DOWNSTREAM_OF_TRAINING = {"dpo_adapter", "eval_report", "merged_model", "gguf_model", "deployed_model"}
@@ -42,7 +44,7 @@ def pipeline(tmp_path_factory):
     instance = DagsterInstance.ephemeral()
     result = run_pipeline(instance, TINY_CONFIG, home)
     yield instance, home, result
-    for record in release.history(home):
+    for record in releases.history(home):
         if record.get("pid"):
             servers.stop(record["pid"])
 
@@ -50,9 +52,9 @@ def pipeline(tmp_path_factory):
 def test_every_asset_materializes_and_every_gate_passes(pipeline):
     _, _, result = pipeline
     assert result.success
-    assert materialized(result) == {a.key.to_user_string() for a in ASSETS}
+    assert materialized(result) == set(describe(defs)["assets"])
     evaluations = result.get_asset_check_evaluations()
-    assert len(evaluations) == GATES
+    assert len(evaluations) == gate_count()
     assert all(e.passed for e in evaluations), [(e.check_name, e.metadata) for e in evaluations if not e.passed]
     for evaluation in evaluations:
         assert {"value", "threshold", "verdict"} <= set(evaluation.metadata)
@@ -115,7 +117,7 @@ def test_synthetic_data_continued_pretraining_and_dpo_run_in_the_graph_with_thei
         failed = {(e.asset_key.to_user_string(), e.check_name) for e in checked.get_asset_check_evaluations() if not e.passed}
         assert failed == {("cpt_model", "domain_perplexity"), ("dpo_adapter", "preference_accuracy")}
     finally:
-        status = release.read_status(tmp_path / "home")
+        status = releases.read_status(tmp_path / "home")
         if status:
             servers.stop(status["pid"])
 
@@ -145,7 +147,7 @@ def test_the_produced_gguf_loads_in_llama_cpp_and_completes(pipeline):
     from llama_cpp import Llama
 
     _, home, _ = pipeline
-    status = release.read_status(home)
+    status = releases.read_status(home)
     llm = Llama(status["model_path"], n_ctx=256, n_threads=1, verbose=False)
     completion = llm.create_completion("<|im_start|>user\nAdd task: Buy milk<|im_end|>\n<|im_start|>assistant\n",
                                        max_tokens=8, temperature=0)
@@ -160,7 +162,7 @@ def test_the_produced_gguf_loads_in_llama_cpp_and_completes(pipeline):
 ])
 def test_a_failed_gate_blocks_everything_downstream_and_keeps_what_is_served(pipeline, tmp_path, gate, change, blocked):
     instance, home, _ = pipeline
-    before = release.read_status(home)
+    before = releases.read_status(home)
     served_sha = file_sha256(before["model_path"])
 
     result = run_pipeline(instance, derived_config(tmp_path, {"stages": change}), home)
@@ -169,7 +171,7 @@ def test_a_failed_gate_blocks_everything_downstream_and_keeps_what_is_served(pip
     assert [e.check_name for e in result.get_asset_check_evaluations() if not e.passed] == [gate]
     assert not blocked & materialized(result)
     assert {"raw_examples", "curated_dataset", "sft_adapter"} <= materialized(result)
-    after = release.read_status(home)
+    after = releases.read_status(home)
     assert after == before
     assert file_sha256(after["model_path"]) == served_sha
     assert servers.is_alive(after["pid"])
@@ -177,10 +179,10 @@ def test_a_failed_gate_blocks_everything_downstream_and_keeps_what_is_served(pip
 
 def test_rollback_serves_the_previous_release_again_without_retraining(pipeline, tmp_path):
     instance, home, _ = pipeline
-    first = release.read_status(home)
+    first = releases.read_status(home)
     retrained = derived_config(tmp_path, {"stages": {"training": {"max_steps": 8}}})
     assert run_pipeline(instance, retrained, home).success
-    second = release.read_status(home)
+    second = releases.read_status(home)
     assert second["version"] != first["version"] and second["previous_version"] == first["version"]
     assert not servers.is_alive(first["pid"])
 
@@ -190,7 +192,7 @@ def test_rollback_serves_the_previous_release_again_without_retraining(pipeline,
     assert materialized(result) == {"deployed_model"}
     event = instance.get_latest_materialization_event(AssetKey("deployed_model")).asset_materialization
     assert event.metadata["rolled_back_from"].value == second["version"]
-    restored = release.read_status(home)
+    restored = releases.read_status(home)
     assert restored["version"] == first["version"] and restored["model_path"] == first["model_path"]
     assert file_sha256(restored["model_path"]) == first["model_sha256"]
     assert servers.is_alive(restored["pid"]) and not servers.is_alive(second["pid"])
@@ -200,23 +202,23 @@ def test_rollback_serves_the_previous_release_again_without_retraining(pipeline,
 
 def test_rollback_to_a_version_never_served_is_refused(pipeline):
     instance, home, _ = pipeline
-    before = release.read_status(home)
+    before = releases.read_status(home)
     result = run_pipeline(instance, TINY_CONFIG, home, job="rollback", run_config=rollback_to("0123456789abcdef"))
     assert not result.success
-    assert release.read_status(home) == before
+    assert releases.read_status(home) == before
 
 
 def test_a_candidate_failing_its_probes_is_stopped_and_the_served_release_stays(pipeline, tmp_path):
     instance, home, _ = pipeline
-    before = release.read_status(home)
-    target = release.history(home)[0]["version"]
+    before = releases.read_status(home)
+    target = releases.history(home)[0]["version"]
     strict = derived_config(tmp_path, {"stages": {"deployment": {"quality_gate": {"max_first_token_ms": 0.001}}}})
 
     result = run_pipeline(instance, strict, home, job="rollback", run_config=rollback_to(target))
 
     assert not result.success
-    assert release.read_status(home) == before and servers.is_alive(before["pid"])
-    rejected = release.history(home)[-1]
+    assert releases.read_status(home) == before and servers.is_alive(before["pid"])
+    rejected = releases.history(home)[-1]
     assert rejected["status"] == "rejected" and "first_token_ms" in rejected["reason"]
 
 
@@ -224,12 +226,12 @@ def test_auto_deploys_to_ollama_when_it_answers_through_the_official_client(pipe
     """Runs against the Ollama HTTP test double (Ollama cannot be installed here); the live test
     below does the same against a real server when OLLAMA_HOST answers."""
     instance, home, _ = pipeline
-    before = release.read_status(home)
+    before = releases.read_status(home)
     with OllamaDouble() as double:
         monkeypatch.setenv("OLLAMA_HOST", double.host)
         result = run_pipeline(instance, TINY_CONFIG, home, job="rollback", run_config=rollback_to(before["version"]))
         assert result.success, [(e.check_name, e.metadata) for e in result.get_asset_check_evaluations()]
-        status = release.read_status(home)
+        status = releases.read_status(home)
         assert status["server"] == "ollama" and status["endpoint"] == double.host
         assert status["model"] == f"tiny-task-api:v{status['release_number']}"
         assert set(double.models) == {status["model"], "tiny-task-api:latest"}
@@ -244,19 +246,20 @@ def test_auto_deploys_to_ollama_when_it_answers_through_the_official_client(pipe
 @pytest.mark.skipif(not ollama_answers(ollama_host()), reason=f"no Ollama server answers at {ollama_host()}")
 def test_live_ollama_serves_the_release(pipeline, monkeypatch):
     instance, home, _ = pipeline
-    version = release.history(home)[0]["version"]
+    version = releases.history(home)[0]["version"]
     result = run_pipeline(instance, TINY_CONFIG, home, job="rollback", run_config=rollback_to(version))
     assert result.success
-    status = release.read_status(home)
+    status = releases.read_status(home)
     assert status["server"] == "ollama" and status["version"] == version
 
 
 def test_a_served_model_generates_synthetic_rows_that_pass_validation_or_are_kept_with_why(pipeline, tmp_path):
+    from llmops_assets.core.examples import format_problems
+    from llmops_assets.core.tools import ToolSchema
+    from llmops_assets.data.config import QualityFilterSettings, SyntheticSettings
     from llmops_assets.data.expand import endpoint_asker, expand
     from llmops_assets.data.ingest import ingest
-    from llmops_assets.data.validate import format_problems
-    from llmops_assets.settings import QualityFilterSettings, SyntheticSettings, load_settings
-    from llmops_assets.tools import ToolSchema
+    from llmops_assets.settings import load_settings
 
     instance, _, _ = pipeline
     settings = load_settings(TINY_CONFIG)

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from llmops_assets.artifacts import read_json, read_jsonl
+from llmops_assets.core.storage import read_json, read_jsonl
+from llmops_assets.core.tools import ToolSchema
 from llmops_assets.data.synth import PREFERENCES_FILE, SEED_FILE
-from llmops_assets.settings import DEFAULT_CONFIG, TrainingSettings, load_settings
-from llmops_assets.tools import ToolSchema
+from llmops_assets.settings import DEFAULT_CONFIG, load_settings
 from llmops_assets.training.base_models import build_base_model
+from llmops_assets.training.config import TrainingSettings
 from llmops_assets.training.cpt import perplexity_ratio, read_corpus, train_cpt
 from llmops_assets.training.dpo import read_preferences, train_dpo
 from llmops_assets.training.sft import train_sft

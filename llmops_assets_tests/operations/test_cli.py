@@ -9,8 +9,9 @@ import sys
 
 import pytest
 
-from llmops_assets.deployment import release, servers
-from llmops_assets_tests.conftest import GATES, TINY_CONFIG, derived_config, gate_table
+from llmops_assets.core import releases
+from llmops_assets.deployment import servers
+from llmops_assets_tests.conftest import TINY_CONFIG, derived_config, gate_count, gate_table
 
 pytestmark = pytest.mark.slow  # five tiny pipeline runs through the CLI, ~3 min
 
@@ -34,7 +35,7 @@ def llmops(tmp_path_factory):
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     run.home, run.root = root / "llmops", root
     yield run
-    for record in release.history(root / "llmops"):
+    for record in releases.history(root / "llmops"):
         if record.get("pid"):
             servers.stop(record["pid"])
 
@@ -43,7 +44,7 @@ def test_check_passes_on_the_latest_materializations(llmops):
     done = llmops("check")
     assert done.returncode == 0, done.stdout[-3000:]
     gates = gate_table(done.stdout)
-    assert len(gates) == GATES and set(gates.values()) == {"PASS"}, gates
+    assert len(gates) == gate_count() and set(gates.values()) == {"PASS"}, gates
     assert "sft_adapter " not in done.stdout.split("step wall times:")[1].split("\n\n")[0]  # nothing rebuilt
 
 
@@ -57,13 +58,13 @@ def test_check_fails_loudly_when_a_gate_fails(llmops, tmp_path):
 
 
 def test_a_rerun_with_nothing_changed_rebuilds_nothing(llmops):
-    before = release.read_status(llmops.home)
+    before = releases.read_status(llmops.home)
     done = llmops("run")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     for asset in ("base_model", "cpt_model", "sft_adapter", "dpo_adapter", "eval_report", "merged_model", "gguf_model"):
         assert f"{asset}: inputs and config unchanged" in done.stderr, asset
     assert "already served and answering" in done.stderr
-    after = release.read_status(llmops.home)
+    after = releases.read_status(llmops.home)
     assert (after["version"], after["pid"], after["deployed_at"]) == (before["version"], before["pid"], before["deployed_at"])
 
 
@@ -75,11 +76,11 @@ def test_rebuild_retrains_even_when_nothing_changed(llmops):
 
 
 def test_rerun_from_failure_runs_only_what_failed_and_what_follows(llmops, tmp_path):
-    before = release.read_status(llmops.home)
+    before = releases.read_status(llmops.home)
     strict = derived_config(tmp_path, {"stages": {"evaluation": {"quality_gate": {"min_task_accuracy": 1.0}}}})
     failed = llmops("--config", str(strict), "run")
     assert failed.returncode == 1 and gate_table(failed.stdout)["eval_report:task_accuracy"] == "FAIL"
-    assert release.read_status(llmops.home)["version"] == before["version"]
+    assert releases.read_status(llmops.home)["version"] == before["version"]
     fixed = llmops("rerun")  # back on the project's config: the gate passes now
     assert fixed.returncode == 0, fixed.stdout[-3000:] + fixed.stderr[-3000:]
     steps = step_names(fixed.stdout)
@@ -93,4 +94,4 @@ def test_status_shows_what_is_served_its_lineage_and_the_gates(llmops):
     status = json.loads((llmops.home / "deployment_status.json").read_text())
     assert f"version {status['version']}" in done.stdout and "(answering)" in done.stdout
     assert "lineage: gguf_model " in done.stdout
-    assert len(gate_table(done.stdout)) == GATES
+    assert len(gate_table(done.stdout)) == gate_count()

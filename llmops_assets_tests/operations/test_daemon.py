@@ -8,10 +8,11 @@ import time
 import pytest
 from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter
 
-from llmops_assets.artifacts import write_jsonl
-from llmops_assets.automation import TRIGGER_TAG
+from llmops_assets.core import releases
+from llmops_assets.core.storage import write_jsonl
 from llmops_assets.data.synth import SEED_FILE
-from llmops_assets.deployment import release, servers
+from llmops_assets.deployment import servers
+from llmops_assets.orchestration.sensors import TRIGGER_TAG
 from llmops_assets_tests.conftest import derived_config
 from llmops_assets_tests.operations.processes import BIN, dagster_process, instance_env, wait_until
 
@@ -42,7 +43,7 @@ def test_new_data_flows_through_every_gate_to_a_new_deployment(tmp_path):
             # The folder's first file is new data to a fresh instance: ingest, then automation.
             wait_until(lambda: instance.get_latest_materialization_event(AssetKey("deployed_model")), 600,
                        "first deployment", daemon, log, every_s=2)
-            first = release.read_status(tmp_path / "llmops")
+            first = releases.read_status(tmp_path / "llmops")
             ingests = [r for r in instance.get_runs() if r.tags.get(TRIGGER_TAG) == "new data"]
             assert len(ingests) == 1
 
@@ -53,9 +54,9 @@ def test_new_data_flows_through_every_gate_to_a_new_deployment(tmp_path):
                 "ingest run for the dropped file", daemon, log)
             assert len(second_ingest) == 1, "one run for one new file"
             print(f"file drop -> ingest run created in {time.monotonic() - dropped:.1f}s")
-            wait_until(lambda: release.read_status(tmp_path / "llmops")["version"] != first["version"], 600,
+            wait_until(lambda: releases.read_status(tmp_path / "llmops")["version"] != first["version"], 600,
                        "a new deployment from the new data", daemon, log, every_s=2)
-            second = release.read_status(tmp_path / "llmops")
+            second = releases.read_status(tmp_path / "llmops")
             assert second["inputs"]["curated_dataset"] != first["inputs"]["curated_dataset"]
 
             wait_until(lambda: all(r.status in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE)
@@ -65,6 +66,6 @@ def test_new_data_flows_through_every_gate_to_a_new_deployment(tmp_path):
             assert len(instance.get_runs()) == settled, "ticks after the flow launched new runs"
             assert all(r.status == DagsterRunStatus.SUCCESS for r in finished_runs(instance))
     finally:
-        for record in release.history(tmp_path / "llmops"):
+        for record in releases.history(tmp_path / "llmops"):
             if record.get("pid"):
                 servers.stop(record["pid"])

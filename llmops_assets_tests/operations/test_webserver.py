@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from llmops_assets.definitions import ASSETS, CHECKS
-from llmops_assets_tests.conftest import GATES, TINY_CONFIG
+from llmops_assets.definitions import defs
+from llmops_assets_tests.conftest import TINY_CONFIG, gate_count
+from llmops_assets_tests.graph import describe
 from llmops_assets_tests.operations.processes import graphql, instance_env, webserver
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -29,17 +30,11 @@ def dagster_ui(tmp_path_factory):
 
 
 def expected_graph() -> dict[str, dict]:
-    checks: dict[str, set] = {}
-    for check in CHECKS:
-        for spec in check.check_specs:
-            checks.setdefault(spec.asset_key.to_user_string(), set()).add((spec.name, spec.blocking))
     return {
-        asset.key.to_user_string(): {
-            "group": asset.group_names_by_key[asset.key],
-            "deps": {dep.to_user_string() for dep in asset.asset_deps[asset.key]},
-            "checks": checks.get(asset.key.to_user_string(), set()),
-            "automated": asset.automation_conditions_by_key.get(asset.key) is not None,
-        } for asset in ASSETS
+        key: {"group": asset["group"], "deps": set(asset["deps"]),
+              "checks": {(name, check["blocking"]) for name, check in asset["checks"].items()},
+              "automated": asset["automation"] is not None}
+        for key, asset in describe(defs)["assets"].items()
     }
 
 
@@ -55,7 +50,7 @@ def test_graphql_asset_graph_matches_the_definitions(dagster_ui):
     }
     assert served == expected_graph()
     assert all(blocking for node in served.values() for _, blocking in node["checks"])
-    assert sum(len(node["checks"]) for node in served.values()) == GATES
+    assert sum(len(node["checks"]) for node in served.values()) == gate_count()
 
 
 @pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (.ci/run installs Debian's chromium)")

@@ -1,0 +1,71 @@
+"""Plots people would rather see than read (loss curves, data profile, confusion matrix), as PNG bytes."""
+
+from __future__ import annotations
+
+import io
+
+
+def loss_curve_png(train: list[tuple[int, float]], validation: list[tuple[int, float]]) -> bytes:
+    plt = _pyplot()
+
+    figure, axes = plt.subplots(figsize=(6, 3.5), dpi=100)
+    if train:
+        axes.plot([s for s, _ in train], [v for _, v in train], label="train loss")
+    if validation:
+        axes.plot([s for s, _ in validation], [v for _, v in validation], marker="o", label="validation loss")
+    axes.set_xlabel("step")
+    axes.set_ylabel("loss")
+    axes.set_yscale("log")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    return _png(figure)
+
+
+def data_profile_png(token_counts: list[int], per_tool: dict[str, int]) -> bytes:
+    """Token lengths (histogram) and examples per tool (bars) of a curated dataset."""
+    plt = _pyplot()
+
+    figure, (lengths, tools) = plt.subplots(1, 2, figsize=(10, 3.5), dpi=100)
+    lengths.hist(token_counts, bins=30, color="#4c72b0")
+    lengths.set_xlabel("tokens per example")
+    lengths.set_ylabel("examples")
+    tools.bar(list(per_tool), list(per_tool.values()), color="#55a868")
+    tools.set_ylabel("examples")
+    tools.tick_params(axis="x", rotation=30)
+    return _png(figure)
+
+
+def confusion_png(table: dict[str, dict[str, int]]) -> bytes:
+    """Expected tool (rows) against answered tool (columns), counts in the cells."""
+    plt = _pyplot()
+
+    rows = sorted(table)
+    columns = sorted({c for row in table.values() for c in row} | set(rows))
+    counts = [[table[r].get(c, 0) for c in columns] for r in rows]
+    figure, axes = plt.subplots(figsize=(1.2 * len(columns) + 2, 0.6 * len(rows) + 1.5), dpi=100)
+    axes.imshow(counts, cmap="Blues")
+    axes.set_xticks(range(len(columns)), columns, rotation=30, ha="right")
+    axes.set_yticks(range(len(rows)), rows)
+    axes.set_xlabel("answered")
+    axes.set_ylabel("expected")
+    for i, row in enumerate(counts):
+        for j, value in enumerate(row):
+            axes.text(j, i, str(value), ha="center", va="center")
+    return _png(figure)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(figure) -> bytes:
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    _pyplot().close(figure)
+    return buffer.getvalue()

@@ -1,0 +1,86 @@
+"""The data stage's settings (`stages.data`): sources, synthetic expansion, filters, split, gate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from llmops_assets.core.config import SEED_DIR, StrictModel
+
+
+class SplitSettings(StrictModel):
+    train: float = Field(0.8, gt=0, lt=1)
+    validation: float = Field(0.1, gt=0, lt=1)
+    test: float = Field(0.1, gt=0, lt=1)
+    seed: int = 42
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> SplitSettings:
+        if abs(self.train + self.validation + self.test - 1.0) > 1e-6:
+            raise ValueError("split ratios train + validation + test must sum to 1")
+        return self
+
+
+class DataGate(StrictModel):
+    min_examples: int = Field(200, ge=1)
+    min_format_valid_ratio: float = Field(1.0, ge=0, le=1)
+    max_duplicate_ratio: float = Field(0.05, ge=0, le=1)
+    max_mean_tokens: float = Field(2048, gt=0)
+    max_example_tokens: int = Field(4096, ge=1, description="Per example, checked by the Great Expectations suite.")
+
+
+class NearDuplicateSettings(StrictModel):
+    """MinHash LSH over word shingles of the normalized example; a match is a near duplicate when
+    the estimated Jaccard similarity reaches `threshold`."""
+
+    enabled: bool = True
+    threshold: float = Field(0.85, gt=0, le=1)
+    num_perm: int = Field(128, ge=16)
+    shingle_words: int = Field(3, ge=1)
+
+
+class QualityFilterSettings(StrictModel):
+    """Rows that are well-formed but not worth training on; each filtered row is quarantined with why."""
+
+    enabled: bool = True
+    min_request_chars: int = Field(2, ge=0)
+    max_chars: int = Field(20_000, ge=1, description="All contents of the example together.")
+    max_repeated_word_share: float = Field(
+        0.5, gt=0, le=1, description="The most frequent word's share of an example's words (from 8 words on).")
+    allow_control_chars: bool = False
+
+
+class SyntheticSettings(StrictModel):
+    """Self-Instruct expansion of the valid source examples up to `target_count`. `template` is the
+    embedded Task API domain's deterministic generator; `llm` asks a model behind an
+    OpenAI-compatible endpoint for new examples in the style of a few source ones. Either way each
+    row passes the same validation as source rows; rows that fail are kept apart with their reason."""
+
+    enabled: bool = False
+    generator: Literal["template", "llm"] = "template"
+    target_count: int = Field(800, ge=1, description="Valid examples after expansion: source rows plus synthetic ones.")
+    seed: int = 13
+    endpoint: str = Field("served", description="'served': the deployed model's endpoint (deployment_status.json); "
+                                                "or a base URL such as http://127.0.0.1:11434/v1 (Ollama), "
+                                                "https://api.openai.com/v1")
+    model: str | None = Field(None, description="The model name the endpoint knows; 'served' uses the deployed alias.")
+    api_key_env: str = "OPENAI_API_KEY"
+    response_format: Literal["json_object", "json_schema", "none"] = Field(
+        "json_object", description="How the answer is constrained to the example schema: json_object (llama.cpp "
+                                   "server), json_schema (OpenAI, vLLM, Ollama), none (parse the text).")
+    few_shot: int = Field(4, ge=1, description="Source examples shown in each request.")
+    temperature: float = Field(0.9, ge=0)
+    max_attempts_per_example: int = Field(
+        4, ge=1, description="Requests per wanted example before the generator gives up, reporting what it has.")
+
+
+class DataSettings(StrictModel):
+    sources: list[Path] = [SEED_DIR / "task_api_examples.jsonl"]
+    workers: int = Field(0, ge=0, description="processes for ingest and curation of large sources; 0: one per core")
+    synthetic: SyntheticSettings = SyntheticSettings()
+    near_duplicates: NearDuplicateSettings = NearDuplicateSettings()
+    quality_filters: QualityFilterSettings = QualityFilterSettings()
+    split: SplitSettings = SplitSettings()
+    quality_gate: DataGate = DataGate()

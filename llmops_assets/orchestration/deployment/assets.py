@@ -1,0 +1,154 @@
+"""Deployment group: merge -> GGUF -> served release. Runs only after every upstream gate passed."""
+
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from dagster import AssetExecutionContext, Config, MetadataValue, asset
+from pydantic import Field
+
+from llmops_assets.core import releases
+from llmops_assets.core.chat import model_messages
+from llmops_assets.core.modeling import load_merged, save_merged
+from llmops_assets.core.storage import Artifact, file_sha256, read_json, read_jsonl, write_json
+from llmops_assets.core.tools import ToolSchema
+from llmops_assets.deployment import export, packaging, release, targets
+from llmops_assets.deployment.fidelity import replay
+from llmops_assets.orchestration.conditions import AFTER_UPSTREAM_GATES
+from llmops_assets.orchestration.resources import ArtifactStoreResource, PipelineConfig, artifact_result
+
+
+@asset(automation_condition=AFTER_UPSTREAM_GATES, group_name="deployment", deps=["eval_report", "cpt_model", "dpo_adapter"],
+       description="The evaluated LoRA adapter merged into the model it was trained on, as a Hugging Face folder.")
+def merged_model(context: AssetExecutionContext, artifacts: ArtifactStoreResource):
+    base = artifacts.upstream(context, "cpt_model")
+    adapter = artifacts.upstream(context, "dpo_adapter")
+    evaluated = artifacts.upstream(context, "eval_report")
+    inputs = {"cpt_model": base.version, "dpo_adapter": adapter.version, "eval_report": evaluated.version}
+
+    def build(out):
+        model, tokenizer = load_merged(base.path / "model", adapter.path / "adapter_weights")
+        save_merged(model, tokenizer, base.path / "model", out.dir / "model")
+
+    return artifact_result(artifacts.build_or_reuse(context, "merged_model", inputs, {}, build))
+
+
+@asset(automation_condition=AFTER_UPSTREAM_GATES, group_name="deployment", deps=["merged_model", "eval_report"],
+       description="The merged model as a quantized GGUF with its Modelfile, replayed on the evaluation "
+                   "prompts through llama.cpp to measure fidelity.")
+def gguf_model(context: AssetExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
+    from transformers import AutoTokenizer
+
+    settings = pipeline.settings
+    deployment = settings.stages.deployment
+    merged = artifacts.upstream(context, "merged_model")
+    evaluated = artifacts.upstream(context, "eval_report")
+    inputs = {"merged_model": merged.version, "eval_report": evaluated.version}
+    config = {"quantization": deployment.quantization}
+
+    def build(out):
+        markers = packaging.chat_markers(AutoTokenizer.from_pretrained(merged.path / "model"))
+        with tempfile.TemporaryDirectory(dir=out.dir.parent) as scratch:
+            f16 = Path(scratch) / "model-f16.gguf"
+            export.convert_to_gguf(merged.path / "model", f16)
+            size_mb = f16.stat().st_size / 1e6
+            context.log.info(f"converted to f16 GGUF ({size_mb:.0f} MB), quantizing to {deployment.quantization}")
+            export.quantize(f16, out.dir / "model.gguf", deployment.quantization)
+        spec = packaging.ollama_spec(markers, settings.domain.system_prompt)
+        write_json(out.dir / "ollama.json", spec)
+        (out.dir / "Modelfile").write_text(packaging.modelfile("model.gguf", spec))
+        fidelity = replay(out.dir / "model.gguf", read_jsonl(evaluated.path / "predictions.jsonl"),
+                          ToolSchema.from_file(settings.domain.tools_file), markers["stop"],
+                          settings.stages.evaluation.max_new_tokens, deployment.n_threads, context.log.info)
+        fidelity["evaluated_task_accuracy"] = evaluated.metrics["task_accuracy"]
+        write_json(out.dir / "fidelity.json", fidelity)
+        out.metrics = {k: v for k, v in fidelity.items() if k != "disagreements"} | {
+            "quantization": deployment.quantization,
+            "size_bytes": (out.dir / "model.gguf").stat().st_size,
+            "sha256": file_sha256(out.dir / "model.gguf"),
+        }
+
+    gguf = artifacts.build_or_reuse(context, "gguf_model", inputs, config, build)
+    disagreements = read_json(gguf.path / "fidelity.json")["disagreements"]
+    return artifact_result(gguf, **gguf.metrics, disagreements=MetadataValue.json(disagreements[:10]))
+
+
+class DeployConfig(Config):
+    rollback_to: str = Field(
+        "", description="Empty: serve the latest gguf_model. 'previous' or a version: serve that earlier "
+                        "release again from the artifact store, without retraining.")
+
+
+@asset(automation_condition=AFTER_UPSTREAM_GATES, group_name="deployment",
+       deps=["gguf_model", "eval_report", "curated_dataset", "base_model"],
+       description="The release being served: a llama.cpp server on 127.0.0.1, switched to only after its "
+                   "health, latency and memory probes pass. deployment_status.json describes it.")
+def deployed_model(context: AssetExecutionContext, config: DeployConfig, pipeline: PipelineConfig,
+                   artifacts: ArtifactStoreResource):
+    settings = pipeline.settings
+    home = artifacts.home_path
+    if config.rollback_to:
+        gguf_path, candidate, probe_messages = _rollback_release(home, config.rollback_to)
+        context.log.info(f"rolling back from {candidate['rolled_back_from']} to {candidate['version']}")
+    else:
+        gguf = artifacts.upstream(context, "gguf_model")
+        inputs = {name: artifacts.upstream(context, name).version
+                  for name in ("gguf_model", "eval_report", "curated_dataset", "base_model")}
+        test = read_jsonl(artifacts.upstream(context, "curated_dataset").path / "test.jsonl")
+        probe_messages = model_messages(test[0]["messages"][:-1], settings.domain.system_prompt)
+        gguf_path = gguf.path / "model.gguf"
+        candidate = {"version": gguf.version, "model_sha256": gguf.metrics["sha256"],
+                     "quantization": gguf.metrics["quantization"], "task_accuracy": gguf.metrics["gguf_task_accuracy"],
+                     "inputs": inputs, "rolled_back_from": None}
+    current = _current_deployment(artifacts, candidate, settings.stages.deployment)
+    if current is not None:
+        context.log.info(f"{candidate['version']} is already served and answering: nothing to switch")
+        return _deployed_result(current)
+    ollama_spec = read_json(gguf_path.parent / "ollama.json")
+    status = release.deploy(gguf_path, ollama_spec, candidate, settings.stages.deployment, home, probe_messages, context.log.info)
+    agent = packaging.agent_config(ToolSchema.from_file(settings.domain.tools_file).functions, status["endpoint"],
+                                   status["model"], status["version"], settings.domain.system_prompt)
+    write_json(home / "agent_config.json", agent)
+    with artifacts.store.write("deployed_model", inputs=status["inputs"]) as out:
+        write_json(out.dir / "deployment_status.json", status)
+        write_json(out.dir / "agent_config.json", agent)
+        shutil.copy2(gguf_path.parent / "Modelfile", out.dir / "Modelfile")
+        out.metrics = {"version": status["version"], "endpoint": status["endpoint"], **status["probe"]}
+    context.log.info(f"serving {status['version']} as {status['model']} on {status['server']} at {status['endpoint']}")
+    return _deployed_result(artifacts.store.get("deployed_model", out.version))
+
+
+def _current_deployment(artifacts: ArtifactStoreResource, candidate: dict, settings) -> Artifact | None:
+    """The deployment record of `candidate` when it is what is served now and it answers: a rerun
+    with nothing new must not restart the server."""
+    served = releases.read_status(artifacts.home_path)
+    if (not served or served.get("status") != "serving" or candidate["rolled_back_from"]
+            or served["version"] != candidate["version"] or served["model_sha256"] != candidate["model_sha256"]):
+        return None
+    if not targets.target_of(served, settings, artifacts.home_path).serving(served):
+        return None
+    records = [a for a in artifacts.store.versions("deployed_model")
+               if read_json(a.path / "deployment_status.json").get("deployed_at") == served["deployed_at"]]
+    return records[-1] if records else None
+
+
+def _deployed_result(deployment: Artifact):
+    status = read_json(deployment.path / "deployment_status.json")
+    return artifact_result(deployment, endpoint=status["endpoint"], served_version=status["version"],
+                           model_sha256=status["model_sha256"], previous_version=str(status["previous_version"]),
+                           rolled_back_from=str(status["rolled_back_from"]), server=status["server"],
+                           release_inputs=MetadataValue.json(status["inputs"]),
+                           first_token_ms=status["probe"]["first_token_ms"])
+
+
+def _rollback_release(home: Path, version: str) -> tuple[Path, dict, list[dict]]:
+    """An earlier release, its GGUF verified byte for byte against the recorded sha256."""
+    target = releases.rollback_target(home, version)
+    current = releases.read_status(home)
+    gguf_path = Path(target["model_path"])
+    if not gguf_path.exists() or file_sha256(gguf_path) != target["model_sha256"]:
+        raise RuntimeError(f"{gguf_path}: missing or changed since release {target['version']}; cannot roll back to it")
+    candidate = {k: target[k] for k in ("version", "model_sha256", "quantization", "task_accuracy", "inputs")}
+    candidate["rolled_back_from"] = current.get("version") if current else None
+    return gguf_path, candidate, target["probe_request"]

@@ -1,0 +1,77 @@
+"""Evaluation group: the candidate against the test split, the safety suite, the champion and a judge."""
+
+from dagster import AssetExecutionContext, MetadataValue, asset
+
+from llmops_assets.core import releases
+from llmops_assets.core.plots import confusion_png
+from llmops_assets.core.storage import read_json, read_jsonl, write_json, write_jsonl
+from llmops_assets.core.tools import ToolSchema
+from llmops_assets.evaluation.gates import decision, evaluation_verdicts
+from llmops_assets.evaluation.run import evaluate
+from llmops_assets.evaluation.safety import load_suite
+from llmops_assets.orchestration.conditions import AFTER_UPSTREAM_GATES
+from llmops_assets.orchestration.resources import ArtifactStoreResource, PipelineConfig, artifact_result, markdown_image
+
+
+@asset(automation_condition=AFTER_UPSTREAM_GATES, group_name="evaluation",
+       deps=["base_model", "cpt_model", "dpo_adapter", "curated_dataset"],
+       description="Tool-call accuracy on the test split, safety suite, regression against the deployed "
+                   "champion (paired bootstrap) and an LLM judge with its measured agreement.")
+def eval_report(context: AssetExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
+    settings = pipeline.settings
+    evaluation = settings.stages.evaluation
+    base = artifacts.upstream(context, "base_model")
+    model = artifacts.upstream(context, "cpt_model")
+    adapter = artifacts.upstream(context, "dpo_adapter")
+    data = artifacts.upstream(context, "curated_dataset")
+    champion = releases.champion(artifacts.home_path)
+    inputs = {"base_model": base.version, "cpt_model": model.version, "dpo_adapter": adapter.version,
+              "curated_dataset": data.version,
+              "champion": champion["version"] if champion else "base model"}
+    config = evaluation.model_dump(mode="json")
+
+    def build(out):
+        result = evaluate(model.path / "model", adapter.path / "adapter_weights", base.path / "model",
+                          read_jsonl(data.path / "test.jsonl"),
+                          load_suite(evaluation.safety_suite), settings.domain.system_prompt,
+                          ToolSchema.from_file(settings.domain.tools_file), evaluation, champion,
+                          settings.stages.deployment.n_threads, context.log.info)
+        report = result.report
+        verdicts = evaluation_verdicts(report, evaluation)
+        report["decision"] = decision(verdicts)
+        report["gates"] = {name: v.__dict__ for name, v in verdicts.items()}
+        write_json(out.dir / "eval_report.json", report)
+        write_json(out.dir / "llm_judge_scores.json", result.judge)
+        write_json(out.dir / "regression_analysis.json", result.regression)
+        write_jsonl(out.dir / "predictions.jsonl", result.predictions)
+        (out.dir / "confusion_matrix.png").write_bytes(confusion_png(report["confusion"]))
+        out.metrics = {k: report[k] for k in ("n", "task_accuracy", "valid_json_rate", "llm_judge_score",
+                                              "judge_agreement", "decision")}
+
+    evaluated = artifacts.build_or_reuse(context, "eval_report", inputs, config, build,
+                                         equivalent=_evaluation_of_served(artifacts, champion, inputs, config))
+    report = read_json(evaluated.path / "eval_report.json")
+    context.log.info(f"task accuracy {report['task_accuracy']:.3f}, judge {report['llm_judge_score']:.3f} "
+                     f"(agreement {report['judge_agreement']:.2f}), safety {report['safety_check']['pass_rate']:.2f}, "
+                     f"decision {report['decision']}")
+    return artifact_result(
+        evaluated, **evaluated.metrics,
+        safety_pass_rate=report["safety_check"]["pass_rate"],
+        over_refusal_rate=report["safety_check"]["over_refusal_rate"],
+        baseline_comparison=MetadataValue.json(report["baseline_comparison"]),
+        per_tool=MetadataValue.json(report["per_tool"]),
+        confusion_matrix=markdown_image(evaluated.path / "confusion_matrix.png"),
+        failures=MetadataValue.json([{k: f[k] for k in ("id", "expected", "got")} for f in report["failures"][:20]]),
+    )
+
+
+def _evaluation_of_served(artifacts: ArtifactStoreResource, champion: dict | None, inputs: dict, config: dict):
+    """When the candidate is what is served already (same adapter, data and evaluation config),
+    the evaluation that gated it stands: comparing a model with itself would say nothing."""
+    version = (champion or {}).get("inputs", {}).get("eval_report")
+    if not version or not (artifacts.store.root / "eval_report" / version).is_dir():
+        return None
+    served = artifacts.store.get("eval_report", version)
+    same = all(served.manifest["inputs"].get(k) == inputs[k]
+               for k in ("base_model", "cpt_model", "dpo_adapter", "curated_dataset"))
+    return served if same and served.manifest["config"] == config else None

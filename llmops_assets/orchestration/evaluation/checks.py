@@ -1,0 +1,42 @@
+"""Evaluation gates on `eval_report`: accuracy, judge, regression, safety (thresholds from
+`stages.evaluation.quality_gate`). An untrusted judge fails its gate; with on_untrusted: warn
+the failure is a warning that does not block deployment."""
+
+from dagster import AssetCheckExecutionContext, AssetCheckResult, MetadataValue, asset_check
+
+from llmops_assets.core.storage import read_json
+from llmops_assets.evaluation.gates import evaluation_verdicts
+from llmops_assets.orchestration.resources import ArtifactStoreResource, PipelineConfig, verdict_result
+
+
+def _gate(context, pipeline: PipelineConfig, artifacts: ArtifactStoreResource, name: str, **extra) -> AssetCheckResult:
+    report = read_json(artifacts.upstream(context, "eval_report").path / "eval_report.json")
+    verdict = evaluation_verdicts(report, pipeline.settings.stages.evaluation)[name]
+    return verdict_result(verdict, **{k: _metadata(read(report)) for k, read in extra.items()})
+
+
+def _metadata(value):
+    return MetadataValue.json(value) if isinstance(value, (dict, list)) else value
+
+
+@asset_check(asset="eval_report", blocking=True, description="Tool-call exact-match accuracy on the test split.")
+def task_accuracy(context: AssetCheckExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
+    return _gate(context, pipeline, artifacts, "task_accuracy", per_tool=lambda r: r["per_tool"])
+
+
+@asset_check(asset="eval_report", blocking=True,
+             description="Mean rubric score of the LLM judge, trusted only above its agreement floor.")
+def llm_judge(context: AssetCheckExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
+    return _gate(context, pipeline, artifacts, "llm_judge", agreement=lambda r: r["judge_agreement"])
+
+
+@asset_check(asset="eval_report", blocking=True,
+             description="No regression against the deployed champion beyond tolerance and noise (paired bootstrap).")
+def no_regression(context: AssetCheckExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
+    return _gate(context, pipeline, artifacts, "regression", comparison=lambda r: r["baseline_comparison"])
+
+
+@asset_check(asset="eval_report", blocking=True, description="Every case of the safety suite behaves as expected.")
+def safety(context: AssetCheckExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
+    return _gate(context, pipeline, artifacts, "safety", failures=lambda r: r["safety_check"]["failures"],
+                 over_refusal_rate=lambda r: r["safety_check"]["over_refusal_rate"])

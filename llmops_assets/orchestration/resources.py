@@ -1,0 +1,113 @@
+"""Dagster resources: the pipeline settings and the artifact store.
+
+Assets and checks find their inputs through the artifact path recorded in the upstream asset's
+latest materialization, never through a pickled value or a hard-coded path.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Callable
+from functools import cached_property
+from pathlib import Path
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetKey,
+    ConfigurableResource,
+    DataVersion,
+    MaterializeResult,
+    MetadataValue,
+)
+
+from llmops_assets.core.storage import Artifact, ArtifactStore, ArtifactWriter
+from llmops_assets.core.verdicts import Verdict
+from llmops_assets.settings import PipelineSettings, load_settings
+
+# A run tagged with this rebuilds every artifact even when its inputs and config are unchanged
+# (after changing stage code, say); without it such a rerun reuses what it built before.
+REBUILD_TAG = "llmops/rebuild"
+
+
+class PipelineConfig(ConfigurableResource):
+    """The pipeline config file; empty means `$LLMOPS_CONFIG` or the project's pipeline.yaml."""
+
+    config_path: str = ""
+
+    @cached_property
+    def settings(self) -> PipelineSettings:
+        return load_settings(self.config_path or None)
+
+
+class ArtifactStoreResource(ConfigurableResource):
+    """Where artifacts live; empty means `$LLMOPS_HOME` or `.llmops` in the working directory."""
+
+    home: str = ""
+
+    @property
+    def home_path(self) -> Path:
+        return Path(self.home or os.environ.get("LLMOPS_HOME", ".llmops")).resolve()
+
+    @property
+    def store(self) -> ArtifactStore:
+        return ArtifactStore(self.home_path)
+
+    def upstream(self, context, asset: str) -> Artifact:
+        """The artifact of `asset`'s latest materialization."""
+        event = context.instance.get_latest_materialization_event(AssetKey(asset))
+        if event is None or event.asset_materialization is None:
+            raise RuntimeError(f"{asset} has never been materialized; materialize it first")
+        path = event.asset_materialization.metadata.get("path")
+        if path is None:
+            raise RuntimeError(f"{asset}'s latest materialization records no artifact path")
+        return Artifact.load(path.value)
+
+    def build_or_reuse(self, context, asset: str, inputs: dict[str, str], config: dict,
+                       build: Callable[[ArtifactWriter], None], equivalent: Artifact | None = None) -> Artifact:
+        """The artifact built before from the same inputs and config (or `equivalent`, one the
+        caller knows stands for them), unless the run asks to rebuild; else `build` fills a new one."""
+        if context.run.tags.get(REBUILD_TAG) != "true":
+            found = equivalent or self.store.find(asset, inputs, config)
+            if found is not None:
+                context.log.info(f"{asset}: inputs and config unchanged since version {found.version}, reusing it "
+                                 f"(run tag {REBUILD_TAG}=true rebuilds)")
+                return found
+        with self.store.write(asset, inputs=inputs, config=config) as out:
+            build(out)
+        return self.store.get(asset, out.version)
+
+
+# Metadata key of the input files' fingerprints an asset read (raw_examples, cpt_model, dpo_adapter):
+# the sensors compare them with the files as they are now.
+SOURCE_FILES = "source_files"
+
+
+def artifact_result(artifact: Artifact | ArtifactWriter, **metadata) -> MaterializeResult:
+    """The materialization of a published artifact: its path and version, plus `metadata`."""
+    path = artifact.path if isinstance(artifact, Artifact) else artifact.dir
+    return MaterializeResult(
+        metadata={"path": str(path), "version": artifact.version, **metadata},
+        data_version=DataVersion(artifact.version),
+    )
+
+
+def gate_result(name: str, value: float, threshold: float, passed: bool, **metadata) -> AssetCheckResult:
+    """A blocking gate's check result with value, threshold and verdict in its metadata."""
+    return verdict_result(Verdict(name, float(value), float(threshold), bool(passed)), **metadata)
+
+
+def verdict_result(verdict: Verdict, **metadata) -> AssetCheckResult:
+    """ERROR severity blocks what follows; a non-blocking verdict fails as a WARN."""
+    return AssetCheckResult(
+        passed=verdict.passed,
+        severity=AssetCheckSeverity.ERROR if verdict.blocking else AssetCheckSeverity.WARN,
+        metadata={"gate": verdict.gate, "value": verdict.value, "threshold": verdict.threshold,
+                  "verdict": verdict.label, **({"note": verdict.note} if verdict.note else {}), **metadata},
+    )
+
+
+def markdown_image(path: Path) -> MetadataValue:
+    encoded = base64.b64encode(Path(path).read_bytes()).decode()
+    return MetadataValue.md(f"![{Path(path).stem}](data:image/png;base64,{encoded})")

@@ -1,0 +1,177 @@
+"""Training group: base model -> (continued pretraining) -> LoRA SFT adapter -> (DPO) adapter.
+The optional stages are always in the graph; switched off they pass their input through unchanged,
+so lineage and reruns look the same whichever stages a team uses."""
+
+import json
+
+from dagster import AssetExecutionContext, MetadataValue, asset
+
+from llmops_assets.core.plots import loss_curve_png
+from llmops_assets.core.rows import file_fingerprints
+from llmops_assets.core.storage import ArtifactWriter, link_tree, read_json, read_jsonl, text_sha256, write_json, write_jsonl
+from llmops_assets.core.tools import ToolSchema
+from llmops_assets.data.ingest import ingest
+from llmops_assets.orchestration.conditions import AFTER_UPSTREAM_GATES
+from llmops_assets.orchestration.resources import (
+    SOURCE_FILES,
+    ArtifactStoreResource,
+    PipelineConfig,
+    artifact_result,
+    markdown_image,
+)
+from llmops_assets.settings import config_path, load_settings
+from llmops_assets.training.base_models import build_base_model, build_inputs
+from llmops_assets.training.config import KubernetesSettings
+from llmops_assets.training.cpt import perplexity_ratio, read_corpus, train_cpt
+from llmops_assets.training.dpo import read_preferences, train_dpo
+from llmops_assets.training.runner import TrainingOutcome
+from llmops_assets.training.sft import train_sft
+
+
+def kubernetes_op_tags() -> dict:
+    """What the training step requests under dagster-k8s (`stages.training.kubernetes` in the
+    config file the code location loads); ignored by the local executors."""
+    path = config_path()
+    wanted = load_settings(path).stages.training.kubernetes if path.exists() else KubernetesSettings()
+    limits = {"cpu": wanted.cpu, "memory": wanted.memory} | ({"nvidia.com/gpu": str(wanted.gpus)} if wanted.gpus else {})
+    return {"dagster-k8s/config": {"container_config": {"resources": {"requests": limits, "limits": limits}}}}
+
+
+TRAINING_OP_TAGS = kubernetes_op_tags()
+
+
+@asset(group_name="training", description="The base model as a Hugging Face folder (embedded profile, local folder or hub id).")
+def base_model(context: AssetExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
+    settings = pipeline.settings
+    spec = settings.stages.training.base_model
+    # Every source format, read the way curation reads it (a tokenizer built from scratch needs it).
+    corpus = [m.get("content") or "" for record in ingest(settings.stages.data.sources).records
+              for m in record["messages"] if isinstance(m, dict)] + [settings.domain.system_prompt]
+
+    def build(out):
+        context.log.info(f"building base model {spec!r}")
+        out.metrics = build_base_model(spec, out.dir / "model", corpus)
+
+    built = artifacts.build_or_reuse(context, "base_model", build_inputs(spec, corpus), {"base_model": spec}, build)
+    return artifact_result(built, **{k: str(v) for k, v in built.metrics.items()})
+
+
+@asset(automation_condition=AFTER_UPSTREAM_GATES, group_name="training", deps=["base_model"],
+       op_tags=TRAINING_OP_TAGS,
+       description="The model fine-tuning starts from: the base model after continued pretraining on domain "
+                   "text (stages.training.continued_pretraining), or the base model itself when that is off.")
+def cpt_model(context: AssetExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
+    training = pipeline.settings.stages.training
+    cpt = training.continued_pretraining
+    base = artifacts.upstream(context, "base_model")
+    if not cpt.enabled:
+        built = artifacts.build_or_reuse(context, "cpt_model", {"base_model": base.version}, {"enabled": False},
+                                         lambda out: _pass_through(out, base.path / "model", "model"))
+        return artifact_result(built, continued_pretraining="off: the base model, unchanged")
+    documents = read_corpus(cpt.corpus)
+    inputs = {"base_model": base.version, "corpus": text_sha256(json.dumps(documents))}
+    config = training.stage_config("cpt")
+
+    def build(out):
+        context.log.info(f"continued pretraining on {len(documents)} documents from {[str(c) for c in cpt.corpus]}")
+        outcome = train_cpt(base.path / "model", [text for _, text in documents], training, out.dir / "model",
+                            artifacts.store.work_dir("cpt_model", inputs, config), artifacts.home_path / "wandb",
+                            context.log.info)
+        _write_training_record(out, outcome, perplexity_ratio=perplexity_ratio(outcome.validation_losses),
+                               documents=len(documents))
+
+    return _training_result(artifacts.build_or_reuse(context, "cpt_model", inputs, config, build),
+                            **{SOURCE_FILES: MetadataValue.json(file_fingerprints(cpt.corpus))})
+
+
+@asset(automation_condition=AFTER_UPSTREAM_GATES, group_name="training", deps=["cpt_model", "curated_dataset"],
+       op_tags=TRAINING_OP_TAGS,
+       description="LoRA adapter from supervised fine-tuning on the train split (loss on the answer only).")
+def sft_adapter(context: AssetExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
+    settings = pipeline.settings
+    model = artifacts.upstream(context, "cpt_model")
+    data = artifacts.upstream(context, "curated_dataset")
+    training = settings.stages.training
+    inputs = {"cpt_model": model.version, "curated_dataset": data.version}
+    config = training.stage_config("sft")
+
+    def build(out):
+        outcome = train_sft(
+            model.path / "model", read_jsonl(data.path / "train.jsonl"), read_jsonl(data.path / "validation.jsonl"),
+            training, settings.domain.system_prompt, out.dir / "adapter_weights",
+            artifacts.store.work_dir("sft_adapter", inputs, config), artifacts.home_path / "wandb", context.log.info,
+        )
+        _record_base_by_version(out.dir / "adapter_weights" / "adapter_config.json", model.version)
+        _write_training_record(out, outcome)
+
+    return _training_result(artifacts.build_or_reuse(context, "sft_adapter", inputs, config, build))
+
+
+@asset(automation_condition=AFTER_UPSTREAM_GATES, group_name="training", deps=["cpt_model", "sft_adapter"],
+       op_tags=TRAINING_OP_TAGS,
+       description="The adapter evaluation and deployment take: the SFT adapter after DPO on preference pairs "
+                   "(stages.training.dpo), or the SFT adapter itself when that is off.")
+def dpo_adapter(context: AssetExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
+    settings = pipeline.settings
+    training = settings.stages.training
+    model = artifacts.upstream(context, "cpt_model")
+    sft = artifacts.upstream(context, "sft_adapter")
+    if not training.dpo.enabled:
+        built = artifacts.build_or_reuse(context, "dpo_adapter", {"sft_adapter": sft.version}, {"enabled": False},
+                                         lambda out: _pass_through(out, sft.path / "adapter_weights", "adapter_weights"))
+        return artifact_result(built, dpo="off: the SFT adapter, unchanged")
+    pairs, quarantined = read_preferences(training.dpo.preferences, ToolSchema.from_file(settings.domain.tools_file))
+    if not pairs:
+        reasons = "; ".join(f"{q['origin']}: {q['reason']}" for q in quarantined[:3])
+        raise ValueError(f"no valid preference pair in {[str(p) for p in training.dpo.preferences]}: {reasons}")
+    inputs = {"cpt_model": model.version, "sft_adapter": sft.version, "preferences": text_sha256(json.dumps(pairs))}
+    config = training.stage_config("dpo")
+
+    def build(out):
+        if quarantined:
+            context.log.warning(f"{len(quarantined)} preference rows quarantined, first: {quarantined[0]['origin']}: "
+                                f"{quarantined[0]['reason']}")
+        write_jsonl(out.dir / "quarantine.jsonl", quarantined)
+        outcome = train_dpo(model.path / "model", sft.path / "adapter_weights", pairs, training,
+                            settings.domain.system_prompt, out.dir / "adapter_weights",
+                            artifacts.store.work_dir("dpo_adapter", inputs, config), artifacts.home_path / "wandb",
+                            context.log.info)
+        _record_base_by_version(out.dir / "adapter_weights" / "adapter_config.json", model.version)
+        _write_training_record(out, outcome, preference_pairs=len(pairs), quarantined=len(quarantined),
+                               reward_accuracy=outcome.final_evaluation.get("rewards/accuracies"))
+
+    return _training_result(artifacts.build_or_reuse(context, "dpo_adapter", inputs, config, build),
+                            **{SOURCE_FILES: MetadataValue.json(file_fingerprints(training.dpo.preferences))})
+
+
+def _pass_through(out: ArtifactWriter, source, name: str) -> None:
+    """A switched-off stage: its artifact holds its input's files (hard links, no copy)."""
+    link_tree(source, out.dir / name)
+    out.metrics = {"enabled": False}
+
+
+def _write_training_record(out: ArtifactWriter, outcome: TrainingOutcome, **extra) -> None:
+    """training_metrics.json, loss_curves.png and the manifest's metrics of a training stage."""
+    metrics = outcome.to_json() | extra
+    write_json(out.dir / "training_metrics.json", metrics)
+    (out.dir / "loss_curves.png").write_bytes(loss_curve_png(outcome.train_losses, outcome.eval_points))
+    out.metrics = {k: v for k, v in metrics.items() if not k.endswith("_history") and k != "final_evaluation"}
+
+
+def _training_result(built, **metadata):
+    metrics = read_json(built.path / "training_metrics.json")
+    return artifact_result(
+        built, **{k: v for k, v in built.metrics.items() if isinstance(v, (int, float, str))},
+        loss_curves=markdown_image(built.path / "loss_curves.png"),
+        validation_loss_history=MetadataValue.json(metrics["validation_loss_history"]),
+        tracking=MetadataValue.json(metrics.get("tracking") or {"wandb": "disabled"}),
+        **metadata,
+    )
+
+
+def _record_base_by_version(adapter_config, model_version: str) -> None:
+    """PEFT writes the base model's absolute path; record the artifact version instead, so the
+    adapter stays valid when the store moves (object store, another machine)."""
+    config = read_json(adapter_config)
+    config["base_model_name_or_path"] = f"cpt_model@{model_version}"
+    write_json(adapter_config, config)

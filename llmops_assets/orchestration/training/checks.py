@@ -1,0 +1,94 @@
+"""Training gates: blocking checks on `cpt_model`, `sft_adapter` and `dpo_adapter`, thresholds
+from `stages.training` (`quality_gate`, `continued_pretraining.quality_gate`, `dpo.quality_gate`).
+A switched-off stage passes its gates with a note saying so: it changed nothing."""
+
+
+from dagster import AssetCheckExecutionContext, asset_check
+
+from llmops_assets.core.storage import read_json
+from llmops_assets.orchestration.resources import ArtifactStoreResource, PipelineConfig, gate_result
+from llmops_assets.training.cpt import perplexity_ratio
+from llmops_assets.training.runner import validation_rise
+
+OFF = "stage off: its input passes through unchanged"
+
+
+def _metrics(context, artifacts: ArtifactStoreResource, asset: str) -> dict | None:
+    """training_metrics.json of the asset's latest artifact; None when the artifact records that
+    the stage was off (a trained artifact without its metrics fails the check, it never passes)."""
+    artifact = artifacts.upstream(context, asset)
+    if artifact.manifest["config"].get("enabled") is False:
+        return None
+    return read_json(artifact.path / "training_metrics.json")
+
+
+def _off(name: str, threshold: float):
+    return gate_result(name, threshold, threshold, True, note=OFF)
+
+
+def _time_gate(metrics: dict | None, pipeline: PipelineConfig):
+    threshold = pipeline.settings.stages.training.quality_gate.max_minutes
+    if metrics is None:
+        return _off("training_minutes", threshold)
+    minutes = metrics["training_time_seconds"] / 60
+    return gate_result("training_minutes", minutes, threshold, minutes <= threshold and not metrics["stopped_by_time_budget"])
+
+
+@asset_check(asset="sft_adapter", blocking=True, description="Training loss at the end of the run.")
+def final_loss(context: AssetCheckExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
+    value = _metrics(context, artifacts, "sft_adapter")["final_loss"]
+    threshold = pipeline.settings.stages.training.quality_gate.max_final_loss
+    return gate_result("final_loss", value, threshold, value < threshold)
+
+
+@asset_check(asset="sft_adapter", blocking=True,
+             description="Validation loss not diverging: last within max_validation_rise of the best.")
+def validation_converging(context: AssetCheckExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
+    history = [loss for _, loss in _metrics(context, artifacts, "sft_adapter")["validation_loss_history"]]
+    rise = validation_rise(history)
+    threshold = pipeline.settings.stages.training.quality_gate.max_validation_rise
+    return gate_result("validation_rise", rise, threshold, rise <= threshold,
+                       best=min(history, default=float("nan")), last=history[-1] if history else float("nan"))
+
+
+@asset_check(asset="sft_adapter", blocking=True, description="Training finished within the time budget.")
+def within_time_budget(context: AssetCheckExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
+    return _time_gate(_metrics(context, artifacts, "sft_adapter"), pipeline)
+
+
+@asset_check(asset="cpt_model", blocking=True,
+             description="Held-out domain text more predictable after continued pretraining (perplexity after / before).")
+def domain_perplexity(context: AssetCheckExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
+    threshold = pipeline.settings.stages.training.continued_pretraining.quality_gate.max_perplexity_ratio
+    metrics = _metrics(context, artifacts, "cpt_model")
+    if metrics is None:
+        return _off("perplexity_ratio", threshold)
+    history = [loss for _, loss in metrics["validation_loss_history"]]
+    ratio = perplexity_ratio(history)
+    return gate_result("perplexity_ratio", ratio, threshold, ratio <= threshold, loss_before=history[0], loss_after=history[-1])
+
+
+@asset_check(asset="cpt_model", name="within_time_budget", blocking=True,
+             description="Continued pretraining finished within the time budget.")
+def cpt_within_time_budget(context: AssetCheckExecutionContext, pipeline: PipelineConfig,
+                           artifacts: ArtifactStoreResource):
+    return _time_gate(_metrics(context, artifacts, "cpt_model"), pipeline)
+
+
+@asset_check(asset="dpo_adapter", blocking=True,
+             description="Held-out preference pairs where the policy's implicit reward favours the chosen answer.")
+def preference_accuracy(context: AssetCheckExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
+    threshold = pipeline.settings.stages.training.dpo.quality_gate.min_reward_accuracy
+    metrics = _metrics(context, artifacts, "dpo_adapter")
+    if metrics is None:
+        return _off("reward_accuracy", threshold)
+    accuracy = metrics["reward_accuracy"]
+    return gate_result("reward_accuracy", accuracy, threshold, accuracy >= threshold,
+                       reward_margin=metrics["final_evaluation"].get("rewards/margins", float("nan")))
+
+
+@asset_check(asset="dpo_adapter", name="within_time_budget", blocking=True,
+             description="DPO finished within the time budget.")
+def dpo_within_time_budget(context: AssetCheckExecutionContext, pipeline: PipelineConfig,
+                           artifacts: ArtifactStoreResource):
+    return _time_gate(_metrics(context, artifacts, "dpo_adapter"), pipeline)

@@ -1,0 +1,127 @@
+"""The training stage's settings (`stages.training`): LoRA SFT, continued pretraining, DPO, gates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from llmops_assets.core.config import REUSE_KEY, SEED_DIR, StrictModel, reuse_key
+
+SFT_ONLY = {REUSE_KEY: ["sft"]}
+
+
+class LoraSettings(StrictModel):
+    r: int = Field(16, ge=1)
+    alpha: int = Field(32, ge=1)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+    load_in_4bit: bool = Field(False, description="QLoRA: the frozen base in 4 bit (the unsloth backend, on CUDA).")
+
+
+class TrainingGate(StrictModel):
+    max_final_loss: float = Field(0.5, ge=0)
+    max_validation_rise: float = Field(
+        0.10, ge=0,
+        description="'Not diverging': the last validation loss may exceed the best one by at most this fraction.",
+    )
+    max_minutes: float = Field(120, gt=0)
+
+
+class TrackingSettings(StrictModel):
+    wandb: Literal["offline", "online", "disabled"] = Field(
+        "offline", description="offline: runs under $LLMOPS_HOME/wandb, synced later with `wandb sync`; "
+                               "online needs WANDB_API_KEY in the environment (never in this file).")
+    project: str = "llmops-assets"
+
+
+class KubernetesSettings(StrictModel):
+    """Resources the training step asks for under dagster-k8s (op tags; ignored when run locally)."""
+
+    gpus: int = Field(1, ge=0)
+    cpu: str = "4"
+    memory: str = "16Gi"
+
+
+class ContinuedPretrainingGate(StrictModel):
+    max_perplexity_ratio: float = Field(
+        1.0, gt=0, description="Held-out domain-text perplexity after / before; above this the stage made it worse.")
+
+
+class ContinuedPretrainingSettings(StrictModel):
+    """Optional LoRA continued pretraining on raw domain text, merged into the model SFT starts from.
+    Off: `cpt_model` is the base model, unchanged."""
+
+    enabled: bool = False
+    corpus: list[Path] = [SEED_DIR / "task_api_corpus.md"]
+    block_size: int = Field(64, ge=16, description="Tokens per training sequence (the corpus is cut into blocks).")
+    max_steps: int = Field(20, ge=1)
+    learning_rate: float = Field(2e-4, gt=0)
+    validation_share: float = Field(0.2, gt=0, lt=1, description="Share of the blocks held out to measure perplexity.")
+    quality_gate: ContinuedPretrainingGate = ContinuedPretrainingGate()
+
+
+class PreferenceGate(StrictModel):
+    min_reward_accuracy: float = Field(
+        0.6, ge=0, le=1, description="Held-out pairs whose chosen answer the trained policy prefers (DPO implicit reward).")
+
+
+class PreferenceSettings(StrictModel):
+    """Optional DPO on preference pairs, continuing the SFT adapter against a frozen copy of it.
+    Off: `dpo_adapter` is the SFT adapter, unchanged."""
+
+    enabled: bool = False
+    preferences: list[Path] = [SEED_DIR / "task_api_preferences.jsonl"]
+    beta: float = Field(0.1, gt=0, description="How far the policy may move from the SFT reference (higher: less).")
+    max_steps: int = Field(20, ge=1)
+    learning_rate: float = Field(5e-5, gt=0)
+    validation_share: float = Field(0.2, gt=0, lt=1)
+    quality_gate: PreferenceGate = PreferenceGate()
+
+
+class TrainingSettings(StrictModel):
+    base_model: str = Field(
+        "smollm2-135m-instruct",
+        description="An embedded profile (smollm2-135m-instruct, gemma3-270m, tiny-llama), a local HF folder, or a hub id.",
+    )
+    backend: Literal["auto", "trl", "unsloth"] = "auto"
+    lora: LoraSettings = LoraSettings()
+    epochs: float = Field(2.0, gt=0)
+    max_steps: int = Field(-1, description="Positive: stop after this many optimizer steps (overrides epochs).",
+                           json_schema_extra=SFT_ONLY)
+    learning_rate: float = Field(2e-4, gt=0, json_schema_extra=SFT_ONLY)
+    batch_size: int = Field(8, ge=1)
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    max_seq_length: int = Field(512, ge=16)
+    eval_steps: int = Field(20, ge=1)
+    checkpoint_steps: int = Field(
+        0, ge=0, description="Save a resumable checkpoint every N steps (0: at every evaluation). A re-materialization "
+                             "after a crash or kill resumes from the last one.")
+    early_stopping_patience: int = Field(
+        0, ge=0, description="Stop after this many evaluations in a row without the validation loss improving by "
+                             "early_stopping_min_delta, and keep the best checkpoint; 0 turns early stopping off.",
+        json_schema_extra=SFT_ONLY)
+    early_stopping_min_delta: float = Field(0.0, ge=0, json_schema_extra=SFT_ONLY)
+    bf16_on_cpu: bool = True
+    seed: int = 42
+    # Where runs are logged and what a pod requests change no weights.
+    tracking: TrackingSettings = Field(TrackingSettings(), json_schema_extra={REUSE_KEY: []})
+    kubernetes: KubernetesSettings = Field(KubernetesSettings(), json_schema_extra={REUSE_KEY: []})
+    continued_pretraining: ContinuedPretrainingSettings = Field(ContinuedPretrainingSettings(),
+                                                                json_schema_extra={REUSE_KEY: ["cpt"]})
+    dpo: PreferenceSettings = Field(PreferenceSettings(), json_schema_extra={REUSE_KEY: ["dpo"]})
+    quality_gate: TrainingGate = TrainingGate()
+
+    def stage_config(self, stage: Literal["cpt", "sft", "dpo"]) -> dict:
+        """The settings that shape one training stage's artifact, its reuse key: every field but
+        those marked as shaping other stages only (tracking and Kubernetes requests shape none)."""
+        return reuse_key(self, stage)
+
+    @model_validator(mode="after")
+    def _checkpoints_at_evaluations(self) -> TrainingSettings:
+        every = self.checkpoint_steps or self.eval_steps
+        if self.early_stopping_patience and every % self.eval_steps:
+            raise ValueError(f"early stopping keeps the best evaluated checkpoint: checkpoint_steps ({every}) "
+                             f"must be a multiple of eval_steps ({self.eval_steps})")
+        return self

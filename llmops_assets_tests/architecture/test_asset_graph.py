@@ -1,0 +1,30 @@
+"""The asset graph is pinned: a changed key, dependency, group, check, blocking flag, automation
+condition, op tag, job, sensor or schedule fails here until the snapshot is updated on purpose
+(`LLMOPS_UPDATE_SNAPSHOT=1 pytest llmops_assets_tests/architecture`)."""
+
+import json
+import os
+from pathlib import Path
+
+from llmops_assets.definitions import defs
+from llmops_assets_tests.graph import describe
+
+SNAPSHOT = Path(__file__).parent / "asset_graph.json"
+CONTRACT_KEYS = {"raw_examples", "curated_dataset", "base_model", "sft_adapter", "eval_report", "merged_model",
+                 "gguf_model", "deployed_model"}
+
+
+def test_the_asset_graph_matches_its_snapshot():
+    current = describe(defs)
+    if os.environ.get("LLMOPS_UPDATE_SNAPSHOT") == "1":
+        SNAPSHOT.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n")
+    pinned = json.loads(SNAPSHOT.read_text())
+    changed = sorted(k for k in pinned["assets"].keys() | current["assets"].keys()
+                     if pinned["assets"].get(k) != current["assets"].get(k))
+    assert current == pinned, f"the asset graph changed (assets: {changed}); if intended, update the snapshot"
+
+
+def test_the_contract_asset_keys_exist_and_every_check_blocks_or_says_why():
+    assets = describe(defs)["assets"]
+    assert CONTRACT_KEYS <= assets.keys()
+    assert all(check["blocking"] for asset in assets.values() for check in asset["checks"].values())

@@ -1,0 +1,92 @@
+import pytest
+
+from llmops_assets.core.tools import ToolCall, ToolSchema
+from llmops_assets.evaluation.gates import decision, evaluation_verdicts
+from llmops_assets.evaluation.judge import balanced_agreement, corrupt, rubric_scores
+from llmops_assets.evaluation.regression import paired_bootstrap, regression_analysis
+from llmops_assets.evaluation.safety import load_suite, safety_report
+from llmops_assets.settings import load_settings
+
+SETTINGS = load_settings().stages.evaluation
+
+
+@pytest.fixture(scope="module")
+def schema():
+    return ToolSchema.from_file(load_settings().domain.tools_file)
+
+
+def test_bootstrap_interval_covers_the_difference():
+    result = paired_bootstrap([1.0] * 45 + [0.0] * 5, [1.0] * 40 + [0.0] * 10, samples=2000)
+    assert result["delta"] == pytest.approx(0.1)
+    assert result["ci_low"] <= 0.1 <= result["ci_high"]
+
+
+def test_a_regressed_model_fails_and_noise_does_not():
+    champion = [1.0] * 47 + [0.0] * 3
+    shuffled_labels = {"task_accuracy": [1.0] * 10 + [0.0] * 40}  # what a model trained on shuffled labels scores
+    assert regression_analysis(shuffled_labels, {"task_accuracy": champion}, "v1", 0.05, 2000, 0.95)["regressed"]
+    one_more_miss = {"task_accuracy": [1.0] * 45 + [0.0] * 5}  # 4 points worse, within noise on 50 examples
+    assert not regression_analysis(one_more_miss, {"task_accuracy": champion}, "v1", 0.05, 2000, 0.95)["regressed"]
+
+
+def test_shipped_safety_suite_covers_each_category():
+    cases = load_suite(SETTINGS.safety_suite)
+    assert {c["category"] for c in cases} == {"harmful", "prompt_injection", "destructive", "pii"}
+
+
+def test_an_unsafe_output_fails_safety(schema):
+    cases = load_suite(SETTINGS.safety_suite)
+    safe = {"refuse": "I can't help with that.", "no_tool_call": "I can't do that."}
+    answers = [ToolCall(**c["tool_call"]).to_json() if c["expect"] == "tool_call" else safe[c["expect"]] for c in cases]
+    assert safety_report(cases, answers, schema, benign_answers=[])["pass_rate"] == 1.0
+    injection = next(i for i, c in enumerate(cases) if c["id"] == "inject-1")
+    answers[injection] = ToolCall("delete_task", {"task_id": 1}).to_json()  # obeyed the injected instruction
+    report = safety_report(cases, answers, schema, benign_answers=["Sorry, no.", '{"name": "list_tasks"}'])
+    assert report["pass_rate"] < 1.0 and [f["id"] for f in report["failures"]] == ["inject-1"]
+    assert report["over_refusal_rate"] == 0.5
+
+
+class AlwaysYes:
+    """A judge that approves everything: it must not look trustworthy."""
+
+    def yes_probabilities(self, conversations):
+        return [0.99] * len(conversations)
+
+
+def test_a_judge_that_approves_everything_is_flagged():
+    answers = ['{"name": "add_task", "arguments": {"title": "x"}}'] * 4
+    scores = rubric_scores(AlwaysYes(), ["Add task: x"] * 4, answers)
+    assert scores == pytest.approx([0.99] * 4)
+    labels = [True, True, False, False]  # references and corrupted references
+    assert balanced_agreement(scores, labels) == 0.5
+    report = {"task_accuracy": 0.95, "llm_judge_score": 0.99, "judge_agreement": 0.5,
+              "baseline_comparison": {"champion": "base model", "delta": 0.9, "ci_low": 0.8, "ci_high": 1.0,
+                                      "regressed": False},
+              "safety_check": {"pass_rate": 1.0}}
+    warn = evaluation_verdicts(report, SETTINGS)["llm_judge"]
+    assert not warn.passed and not warn.blocking and "not trusted" in warn.note
+    assert decision(evaluation_verdicts(report, SETTINGS)) == "PASS"
+    strict = SETTINGS.model_copy(update={"judge": SETTINGS.judge.model_copy(update={"on_untrusted": "fail"})})
+    assert evaluation_verdicts(report, strict)["llm_judge"].blocking
+    assert decision(evaluation_verdicts(report, strict)) == "FAIL"
+
+
+def test_corrupted_controls_are_wrong_answers(schema):
+    import random
+
+    rng = random.Random(0)
+    for call in [ToolCall("complete_task", {"task_id": 3}), ToolCall("add_task", {"title": "x"}),
+                 ToolCall("list_tasks", {}), None]:
+        assert corrupt(call, "req", rng) != (call.to_json() if call else "")
+
+
+def test_a_failed_safety_gate_blocks_unless_configured_off():
+    report = {"task_accuracy": 0.95, "llm_judge_score": 0.9, "judge_agreement": 0.9,
+              "baseline_comparison": {"champion": "base model", "delta": 0.9, "ci_low": 0.8, "ci_high": 1.0,
+                                      "regressed": False},
+              "safety_check": {"pass_rate": 11 / 12}}
+    strict = SETTINGS.model_copy(update={"quality_gate": SETTINGS.quality_gate.model_copy(update={"block_on_safety": True})})
+    assert evaluation_verdicts(report, strict)["safety"].label == "FAIL"
+    assert decision(evaluation_verdicts(report, strict)) == "FAIL"
+    lenient = SETTINGS.model_copy(update={"quality_gate": SETTINGS.quality_gate.model_copy(update={"block_on_safety": False})})
+    assert evaluation_verdicts(report, lenient)["safety"].label == "WARN"
