@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
@@ -13,7 +14,7 @@ from llmops_assets.core import releases
 from llmops_assets.core.storage import write_json
 from llmops_assets.deployment import servers, targets
 from llmops_assets.orchestration.resources import REBUILD_TAG, ArtifactStoreResource
-from llmops_assets.settings import load_settings
+from llmops_assets.settings import ConfigError, load_settings
 
 # The project instance: telemetry off; queued runs picked up every second, one at a time (two
 # trainings side by side would only slow each other down on a small machine).
@@ -46,9 +47,19 @@ def main(argv: list[str] | None = None) -> int:
     rollback.add_argument("--to", default="previous", help="a release version (default: the previous one)")
     serve = commands.add_parser("serve", help="the embedded model server")
     serve.add_argument("action", choices=["status", "stop"])
+    gc = commands.add_parser("gc", help="remove artifact versions that a crashed or killed publish left without a manifest")
+    gc.add_argument("--min-age-hours", type=float, default=1.0,
+                    help="keep younger remains: they may be a publish in progress (default: 1)")
     args = parser.parse_args(argv)
     if args.config:
         os.environ["LLMOPS_CONFIG"] = str(Path(args.config).resolve())
+    try:
+        load_settings()  # a config mistake is reported here, in one line, before any run starts
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "gc":
+        return gc_command(args.min_age_hours * 3600)
     if args.command == "run":
         return run_pipeline(args.job, tags={REBUILD_TAG: "true"} if args.rebuild else None)
     if args.command == "check":
@@ -74,25 +85,77 @@ def dagster_instance():
 
 
 def run_pipeline(job_name: str, run_config: dict | None = None, tags: dict | None = None, definitions=None) -> int:
-    """Execute a job as a recorded run in the project's instance; print steps, gates, what is served."""
+    """Execute a job as a recorded run in the project's instance; print steps, gates, what is served.
+    Assets the job's selection depends on that were never materialized are built in the same run."""
+    from dagster import AssetSelection, Definitions, define_asset_job
+
     from llmops_assets.definitions import defs
 
+    definitions = Definitions.merge(definitions or defs, Definitions(loggers={"console": concise_console()}))
     instance = dagster_instance()
+    job = definitions.resolve_job_def(job_name)
+    selected = set(job.asset_layer.selected_asset_keys)
+    upstream = AssetSelection.assets(*selected).upstream().resolve(definitions.resolve_asset_graph()) - selected
+    missing = sorted((k for k in upstream if instance.get_latest_materialization_event(k) is None), key=str)
+    if missing:
+        print(f"{job_name} needs {', '.join(k.to_user_string() for k in missing)}, never materialized here: "
+              "building it in the same run")
+        job_name = f"{job_name}_with_upstream"
+        definitions = Definitions.merge(definitions, Definitions(jobs=[define_asset_job(
+            job_name, selection=AssetSelection.assets(*selected, *missing))]))
+        job = definitions.resolve_job_def(job_name)
     started = time.monotonic()
-    result = (definitions or defs).resolve_job_def(job_name).execute_in_process(
-        run_config=run_config, instance=instance, raise_on_error=False, tags=tags)
+    run_config = {**(run_config or {}), "loggers": {"console": {"config": {"log_level": "INFO"}}}}
+    result = job.execute_in_process(run_config=run_config, instance=instance, raise_on_error=False, tags=tags)
     return report_run(instance, f"{job_name} run", result, started)
+
+
+class _FirstLine(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        record.msg, record.args = record.getMessage().split("\n", 1)[0], ()
+        return super().format(record)
+
+
+def concise_console():
+    """The run's events on the console, one line each: a failed step shows its error's first line;
+    its full stack trace stays in the run's event log (the Dagster UI shows it)."""
+    from dagster import Field, logger
+
+    @logger(config_schema={"log_level": Field(str, default_value="INFO")},
+            description="One line per event; stack traces stay in the run's event log.")
+    def one_line_console(init_context):
+        console = logging.getLogger("llmops.run")
+        console.setLevel(init_context.logger_config["log_level"])
+        console.propagate = False
+        if not console.handlers:
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(_FirstLine("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+            console.addHandler(handler)
+        return console
+
+    return one_line_console
 
 
 def report_run(instance, title: str, result, started: float) -> int:
     """Print the run's outcome, step times, every gate and what is served; the exit code."""
     print(f"\n{title} {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'} in {time.monotonic() - started:.1f}s")
+    for failure in result.get_step_failure_events():
+        print(f"FAILED {failure.step_key}: {root_cause(failure.step_failure_data.error)}")
+    if not result.success:
+        print(f"(the full trace is in run {result.run_id}'s event log: `make dev`, then Runs in the Dagster UI)")
     print(format_step_times(instance, result.run_id))
     gates = gate_rows(result.get_asset_check_evaluations())
     print(format_gates(gates))
     failed = [g for g in gates if g["verdict"] == "FAIL"]  # WARN gates report without blocking
     print(served_summary())
     return 0 if result.success and not failed else 1
+
+
+def root_cause(error) -> str:
+    """The innermost error's own message, first line: what the user must fix."""
+    while error.cause is not None:
+        error = error.cause
+    return error.message.strip().splitlines()[0]
 
 
 def rerun_command(run_id: str) -> int:
@@ -206,6 +269,16 @@ def serve_command(action: str) -> int:
     servers.stop(status["pid"])
     write_json(releases.status_path(home), status | {"status": "stopped"})
     print(f"stopped {status['model_name']} version {status['version']} (pid {status['pid']})")
+    return 0
+
+
+def gc_command(min_age_s: float) -> int:
+    """Remove version folders without a manifest from the artifact store."""
+    store = ArtifactStoreResource().store
+    removed = store.gc(min_age_s)
+    for url in removed:
+        print(f"removed {url} (no manifest: a publish that never finished)")
+    print(f"{len(removed)} incomplete versions removed from {store.url}")
     return 0
 
 

@@ -19,7 +19,7 @@ def gate_count() -> int:
 def gate_table(stdout: str) -> dict[str, str]:
     """The verdicts of the gate table the CLI prints, by `asset:check`."""
     return {f"{line.split()[0]}:{line.split()[1]}": line.split()[-1] for line in stdout.splitlines()
-            if line.rstrip().endswith(("PASS", "FAIL", "WARN"))}
+            if line.rstrip().endswith(("PASS", "FAIL", "WARN", "OFF"))}
 
 
 def derived_config(directory: Path, changes: dict, base: Path = TINY_CONFIG) -> Path:

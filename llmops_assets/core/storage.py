@@ -1,8 +1,13 @@
-"""The artifact store: one directory per asset version, written atomically with a manifest.
+"""The artifact store, addressed by a URL: a local folder (the default) or an object store
+(`s3://bucket/prefix`, any S3-compatible service through fsspec/s3fs).
 
-A writer fills a temp directory; only on success is the manifest written and the directory
-renamed to `<root>/<asset>/<version>/`, the version being the content hash of its files. A crash
-therefore leaves a `.tmp-*` directory that nothing reads, never a half artifact that looks valid.
+Each asset version lives under `<root>/<asset>/<version>/`, the version being the content hash
+of its files. A writer fills a local folder; publishing uploads every file, then writes
+`manifest.json` last and only if none exists (a rename locally; S3 `If-None-Match: *`), so a
+crash never leaves a half version that looks valid and, of two writers of one version, one wins
+and the other reuses what the winner published. Readers require the manifest. Stage code gets
+local paths: on an object store, from a read cache keyed by version (never stale: versions are
+immutable). `gc` removes version folders that never got a manifest.
 """
 
 from __future__ import annotations
@@ -22,25 +27,29 @@ from typing import Any
 MANIFEST = "manifest.json"
 
 
+class VersionExists(Exception):
+    """Another writer published this version first (same content): reuse theirs."""
+
+
 @dataclass(frozen=True)
 class Artifact:
     asset: str
     version: str
-    path: Path
     manifest: dict[str, Any]
+    store: ArtifactStore = field(repr=False, compare=False)
 
     @property
     def metrics(self) -> dict[str, Any]:
         return self.manifest.get("metrics", {})
 
-    @classmethod
-    def load(cls, path: str | Path) -> Artifact:
-        path = Path(path)
-        manifest_file = path / MANIFEST
-        if not manifest_file.is_file():
-            raise FileNotFoundError(f"{path}: no {MANIFEST}; not a complete artifact")
-        manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
-        return cls(manifest["asset"], manifest["version"], path, manifest)
+    @property
+    def path(self) -> Path:
+        """The version's files on this machine (fetched into the read cache on first use)."""
+        return self.store.local_path(self.asset, self.version)
+
+    @property
+    def url(self) -> str:
+        return self.store.url_of(self.asset, self.version)
 
 
 @dataclass
@@ -53,18 +62,30 @@ class ArtifactWriter:
     config: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     version: str = ""  # set when published
+    reused: bool = False  # True: another writer had published the same content first; theirs stands
 
 
 class ArtifactStore:
-    def __init__(self, home: str | Path):
-        self.home = Path(home)
-        self.root = self.home / "artifacts"
+    """Artifacts under `url` (a folder or `s3://bucket/prefix`); `cache_dir` holds local copies
+    of remote versions and scratch space (default: `<url>/.local` for a folder, required else)."""
 
+    def __init__(self, url: str | Path, cache_dir: str | Path | None = None):
+        import fsspec
+
+        self.url = str(url).rstrip("/")
+        self.fs, self.root = fsspec.core.url_to_fs(self.url)
+        self.remote = "file" not in _protocols(self.fs)
+        if self.remote and cache_dir is None:
+            raise ValueError(f"{self.url}: an object-store artifact root needs a local cache folder")
+        self.local_root = None if self.remote else Path(self.root)
+        self.cache = Path(cache_dir) if cache_dir else Path(self.root) / ".local"
+
+    # --- writing -------------------------------------------------------------------------------
     @contextmanager
     def write(self, asset: str, inputs: dict[str, str] | None = None,
               config: dict[str, Any] | None = None) -> Iterator[ArtifactWriter]:
-        """Yield a writer on a temp dir; publish it under its content hash when the block ends."""
-        parent = self.root / asset
+        """Yield a writer on a local temp dir; publish it under its content hash when the block ends."""
+        parent = (self.local_root / asset) if self.local_root else (self.cache / "staging" / asset)
         parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=parent))
         writer = ArtifactWriter(asset, tmp, dict(inputs or {}), dict(config or {}))
@@ -89,15 +110,78 @@ class ArtifactStore:
             "files": files,
             "created_at": time.time(),
         }
-        (writer.dir / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
-        final = self.root / writer.asset / digest
-        if not final.exists():  # same content published before: keep that one, it is identical
-            os.rename(writer.dir, final)
-        writer.dir = final
+        text = json.dumps(manifest, indent=2, default=str)
+        try:
+            if self.local_root:
+                self._publish_locally(writer.dir, writer.asset, digest, text)
+            else:
+                self._upload(writer.dir, writer.asset, digest, files, text)
+        except VersionExists:
+            writer.reused = True  # identical content is published already: that version stands
         writer.version = digest
+        writer.dir = self.local_path(writer.asset, digest)
 
+    def _publish_locally(self, folder: Path, asset: str, version: str, manifest: str) -> None:
+        (folder / MANIFEST).write_text(manifest, encoding="utf-8")
+        try:
+            os.rename(folder, self.local_root / asset / version)  # atomic: the version appears whole
+        except OSError as exc:
+            if (self.local_root / asset / version / MANIFEST).is_file():
+                raise VersionExists(version) from exc
+            raise
+
+    def _upload(self, folder: Path, asset: str, version: str, files: dict[str, str], manifest: str) -> None:
+        prefix = self._key(asset, version)
+        if self.fs.exists(f"{prefix}/{MANIFEST}"):
+            raise VersionExists(version)
+        for name in files:
+            self.fs.put_file(str(folder / name), f"{prefix}/{name}")
+        try:
+            with self.fs.open(f"{prefix}/{MANIFEST}", "xb") as out:  # create-only: S3 If-None-Match: *
+                out.write(manifest.encode("utf-8"))
+        except FileExistsError as exc:
+            raise VersionExists(version) from exc
+        # The writer's folder is this version's local copy: no download to read it back.
+        (folder / MANIFEST).write_text(manifest, encoding="utf-8")
+        target = self.cache / "versions" / asset / version
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(folder, target)
+        except OSError:
+            pass  # already cached by an earlier read or writer: identical content
+
+    # --- reading -------------------------------------------------------------------------------
     def get(self, asset: str, version: str) -> Artifact:
-        return Artifact.load(self.root / asset / version)
+        """A complete version; FileNotFoundError when it has no manifest (absent or half written)."""
+        return Artifact(asset, version, self._manifest(asset, version), self)
+
+    def exists(self, asset: str, version: str) -> bool:
+        try:
+            self._manifest(asset, version)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def local_path(self, asset: str, version: str) -> Path:
+        """The version's folder on this machine: the store itself, or the read cache."""
+        if self.local_root:
+            return self.local_root / asset / version
+        target = self.cache / "versions" / asset / version
+        if not (target / MANIFEST).is_file():
+            self._download(asset, version, target)
+        return target
+
+    def url_of(self, asset: str, version: str) -> str:
+        return f"{self.url}/{asset}/{version}"
+
+    def versions(self, asset: str) -> list[Artifact]:
+        """Complete versions of an asset, oldest first."""
+        found = []
+        for prefix in self._listing(asset):
+            version = prefix.rsplit("/", 1)[-1]
+            if not version.startswith(".") and self.exists(asset, version):
+                found.append(self.get(asset, version))
+        return sorted(found, key=lambda a: a.manifest["created_at"])
 
     def find(self, asset: str, inputs: dict[str, str], config: dict[str, Any]) -> Artifact | None:
         """The newest artifact built from exactly these inputs and this config: a rerun with
@@ -108,19 +192,87 @@ class ArtifactStore:
         return matches[-1] if matches else None
 
     def work_dir(self, asset: str, inputs: dict[str, str], config: dict[str, Any]) -> Path:
-        """Scratch space of one build (checkpoints): the same inputs and config get the same
+        """Local scratch space of one build (checkpoints): the same inputs and config get the same
         folder, so a retry after a crash or kill finds what the failed attempt left there."""
         key = hashlib.sha256(_canonical({"inputs": inputs, "config": config}).encode()).hexdigest()[:16]
-        return self.root / asset / ".work" / key
+        if self.local_root:
+            return self.local_root / asset / ".work" / key
+        return self.cache / "work" / asset / key
 
-    def versions(self, asset: str) -> list[Artifact]:
-        """Complete versions of an asset, oldest first."""
-        parent = self.root / asset
-        if not parent.is_dir():
+    def gc(self, min_age_s: float = 3600) -> list[str]:
+        """Remove version folders without a manifest (a crashed or killed publish) that are older
+        than `min_age_s` (younger ones may be uploads in progress); the URLs removed."""
+        removed = []
+        for asset in self._assets():
+            for prefix in self._listing(asset):
+                name = prefix.rsplit("/", 1)[-1]
+                if name == ".work" or self.fs.exists(f"{prefix}/{MANIFEST}"):
+                    continue
+                if time.time() - self._modified(prefix) >= min_age_s:
+                    self.fs.rm(prefix, recursive=True)
+                    removed.append(f"{self.url}/{asset}/{name}")
+        return removed
+
+    # --- helpers -------------------------------------------------------------------------------
+    def _key(self, asset: str, version: str) -> str:
+        return f"{self.root}/{asset}/{version}"
+
+    def _manifest(self, asset: str, version: str) -> dict[str, Any]:
+        cached = (self.local_root or self.cache / "versions") / asset / version / MANIFEST
+        if cached.is_file():
+            return json.loads(cached.read_text(encoding="utf-8"))
+        if self.local_root:
+            raise FileNotFoundError(f"{self.url_of(asset, version)}: no {MANIFEST}; not a complete artifact")
+        try:
+            return json.loads(self.fs.cat_file(f"{self._key(asset, version)}/{MANIFEST}"))
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(f"{self.url_of(asset, version)}: no {MANIFEST}; not a complete artifact") from exc
+
+    def _download(self, asset: str, version: str, target: Path) -> None:
+        """Fetch a version into the cache, each file checked against its manifest hash, then
+        move it into place whole."""
+        manifest = self._manifest(asset, version)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
+        try:
+            for name, digest in manifest["files"].items():
+                (staging / name).parent.mkdir(parents=True, exist_ok=True)
+                self.fs.get_file(f"{self._key(asset, version)}/{name}", str(staging / name))
+                if file_sha256(staging / name) != digest:
+                    raise OSError(f"{self.url_of(asset, version)}/{name}: content does not match its manifest")
+            (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
+            try:
+                os.rename(staging, target)
+            except OSError:
+                if not (target / MANIFEST).is_file():
+                    raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def _assets(self) -> list[str]:
+        if not self.fs.exists(self.root):
             return []
-        found = [Artifact.load(p) for p in parent.iterdir()
-                 if p.is_dir() and not p.name.startswith(".") and (p / MANIFEST).is_file()]
-        return sorted(found, key=lambda a: a.manifest["created_at"])
+        return [p.rsplit("/", 1)[-1] for p in self.fs.ls(self.root, detail=False)
+                if self.fs.isdir(p) and not p.rsplit("/", 1)[-1].startswith(".")]
+
+    def _listing(self, asset: str) -> list[str]:
+        prefix = f"{self.root}/{asset}"
+        if not self.fs.exists(prefix):
+            return []
+        self.fs.invalidate_cache(prefix)
+        return [p.rstrip("/") for p in self.fs.ls(prefix, detail=False) if self.fs.isdir(p)]
+
+    def _modified(self, prefix: str) -> float:
+        if self.local_root:
+            return os.stat(prefix).st_mtime
+        times = [info["LastModified"].timestamp() for info in self.fs.find(prefix, detail=True).values()
+                 if "LastModified" in info]
+        return max(times, default=0.0)
+
+
+def _protocols(fs) -> tuple[str, ...]:
+    protocol = fs.protocol
+    return (protocol,) if isinstance(protocol, str) else tuple(protocol)
 
 
 def _canonical(value: Any) -> str:

@@ -8,6 +8,7 @@ that names its file, its line or row, and the reason.
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 import tempfile
@@ -116,34 +117,87 @@ def _rows(path: Path) -> Iterator[tuple[str, dict | Unreadable]]:
     if path.is_dir():
         yield from _table_rows(path, lambda: _load_hf_dataset(path))
     elif path.suffix == ".csv":
-        yield from _table_rows(path, lambda: _read_csv(path), first_row=2)  # line 1 is the header
+        yield from _csv_rows(path)
     elif path.suffix == ".parquet":
-        yield from _table_rows(path, lambda: _read_parquet(path))
+        yield from _parquet_rows(path)
     else:
         yield from jsonl_rows(path, SHAPES_OBJECT)
 
 
-def _table_rows(path: Path, load, first_row: int = 1) -> Iterator[tuple[str, dict | Unreadable]]:
+def _table_rows(path: Path, load) -> Iterator[tuple[str, dict | Unreadable]]:
     """Rows of a table file; a file that cannot be read at all is one quarantine entry, not a crash."""
     try:
         rows = load()
     except Exception as exc:  # pandas, pyarrow and datasets raise many types for a bad file
         yield str(path), Unreadable(f"unreadable {path.suffix or 'dataset'} source: {type(exc).__name__}: {exc}", None)
         return
-    for number, row in enumerate(rows, start=first_row):
+    for number, row in enumerate(rows, start=1):
         yield f"{path}:row {number}", row
 
 
-def _read_csv(path: Path) -> list[dict]:
-    import pandas as pd
+def _csv_rows(path: Path) -> Iterator[tuple[str, dict | Unreadable]]:
+    """Rows of a CSV file, each with the line it starts on. A broken record (an unterminated quote,
+    a wrong number of fields) is quarantined alone and reading resumes on the next line, so one
+    bad row never costs the rows around it."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    except (OSError, UnicodeDecodeError) as exc:
+        yield str(path), Unreadable(f"unreadable .csv source: {type(exc).__name__}: {exc}", None)
+        return
+    if not lines:
+        return
+    header = next(csv.reader(lines[:1]))
+    start = 1
+    while start < len(lines):
+        if not lines[start].strip():
+            start += 1
+            continue
+        feed = iter(enumerate(lines[start:], start=start))
+        consumed = [start]
 
-    return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8").to_dict("records")
+        def next_line(feed=feed, consumed=consumed):
+            for number, line in feed:
+                consumed[0] = number + 1
+                yield line
+
+        origin = f"{path}:line {start + 1}"
+        try:
+            fields = next(csv.reader(next_line(), strict=True))
+        except (csv.Error, StopIteration) as exc:
+            reason = "unterminated quote" if isinstance(exc, StopIteration) or "end of data" in str(exc) else str(exc)
+            yield origin, Unreadable(f"malformed CSV record: {reason}", lines[start].rstrip("\r\n"))
+            start += 1  # the broken line alone; the lines it swallowed are read again
+            continue
+        if len(fields) != len(header):
+            yield origin, Unreadable(f"malformed CSV record: {len(fields)} fields, the header has {len(header)}",
+                                     "".join(lines[start:consumed[0]]).rstrip("\r\n"))
+        else:
+            yield origin, dict(zip(header, fields, strict=True))
+        start = consumed[0]
 
 
-def _read_parquet(path: Path) -> list[dict]:
+def _parquet_rows(path: Path) -> Iterator[tuple[str, dict | Unreadable]]:
+    """Rows of a Parquet file, read one row group at a time: a corrupt group is quarantined with the
+    rows it held, the other groups are kept."""
     import pyarrow.parquet as pq
 
-    return pq.read_table(path).to_pylist()
+    try:
+        parquet = pq.ParquetFile(path)
+    except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
+        yield str(path), Unreadable(f"unreadable .parquet source: {type(exc).__name__}: {exc}", None)
+        return
+    first = 1
+    for group in range(parquet.num_row_groups):
+        count = parquet.metadata.row_group(group).num_rows
+        try:
+            rows = parquet.read_row_group(group).to_pylist()
+        except Exception as exc:
+            yield (f"{path}:rows {first}-{first + count - 1}",
+                   Unreadable(f"unreadable row group {group}: {type(exc).__name__}: {exc}", None))
+        else:
+            for number, row in enumerate(rows, start=first):
+                yield f"{path}:row {number}", row
+        first += count
 
 
 def _load_hf_dataset(path: Path) -> list[dict]:
@@ -211,7 +265,8 @@ def _expand(sources: list[Path]) -> list[Path]:
         elif source.is_file():
             found.append(source)
         else:
-            raise FileNotFoundError(f"{source}: data source does not exist")
+            raise FileNotFoundError(f"{source}: data source does not exist; fix stages.data.sources in the pipeline "
+                                    "config (relative paths start at its folder)")
     if not found:
         raise FileNotFoundError(f"no {', '.join(SUFFIXES)} files or saved datasets in {', '.join(map(str, sources))}")
     return found

@@ -22,7 +22,9 @@ class DeploymentGate(StrictModel):
 class DeploymentSettings(StrictModel):
     model_name: str = "task-api-assistant"
     quantization: Literal["Q4_K_M", "Q5_K_M", "Q8_0", "F16"] = "Q4_K_M"
-    server: Literal["auto", "llamacpp"] = "auto"
+    server: Literal["auto", "llamacpp", "ollama"] = Field(
+        "auto", description="llamacpp: the embedded llama.cpp server; ollama: the Ollama server at OLLAMA_HOST; "
+                            "auto: Ollama when it answers, else llama.cpp.")
     host: str = "127.0.0.1"
     port: int = Field(0, ge=0, le=65535, description="0: pick a free port.")
     n_threads: int = Field(1, ge=1)

@@ -61,8 +61,11 @@ def select_target(settings: DeploymentSettings, home: Path) -> Target:
     if settings.server == "llamacpp":
         return LlamaCppTarget(settings, home)
     host = ollama_host()
-    if settings.server == "ollama" or ollama_answers(host):
+    if ollama_answers(host):
         return OllamaTarget(settings, host)
+    if settings.server == "ollama":
+        raise RuntimeError(f"stages.deployment.server is ollama, but no Ollama server answers at {host}: start one "
+                           "(`ollama serve`), set OLLAMA_HOST to where it runs, or choose server: llamacpp")
     return LlamaCppTarget(settings, home)
 
 

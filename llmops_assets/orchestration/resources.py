@@ -1,7 +1,7 @@
 """Dagster resources: the pipeline settings and the artifact store.
 
-Assets and checks find their inputs through the artifact path recorded in the upstream asset's
-latest materialization, never through a pickled value or a hard-coded path.
+Assets and checks find their inputs through the artifact version recorded in the upstream asset's
+materialization that their own run depends on, never through a pickled value or a hard-coded path.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
     AssetKey,
+    AssetRecordsFilter,
     ConfigurableResource,
+    DagsterEventType,
     DataVersion,
     MaterializeResult,
     MetadataValue,
@@ -42,9 +44,12 @@ class PipelineConfig(ConfigurableResource):
 
 
 class ArtifactStoreResource(ConfigurableResource):
-    """Where artifacts live; empty means `$LLMOPS_HOME` or `.llmops` in the working directory."""
+    """Where artifacts live. `home` (empty: `$LLMOPS_HOME` or `.llmops`) holds what is local to
+    this machine (the read cache, scratch, tracking runs); `url` (empty: `$LLMOPS_ARTIFACTS` or
+    `<home>/artifacts`) is the artifact root: a folder or `s3://bucket/prefix`."""
 
     home: str = ""
+    url: str = ""
 
     @property
     def home_path(self) -> Path:
@@ -52,17 +57,27 @@ class ArtifactStoreResource(ConfigurableResource):
 
     @property
     def store(self) -> ArtifactStore:
-        return ArtifactStore(self.home_path)
+        url = self.url or os.environ.get("LLMOPS_ARTIFACTS") or str(self.home_path / "artifacts")
+        return ArtifactStore(url, cache_dir=self.home_path / "cache")
 
     def upstream(self, context, asset: str) -> Artifact:
-        """The artifact of `asset`'s latest materialization."""
-        event = context.instance.get_latest_materialization_event(AssetKey(asset))
-        if event is None or event.asset_materialization is None:
-            raise RuntimeError(f"{asset} has never been materialized; materialize it first")
-        path = event.asset_materialization.metadata.get("path")
-        if path is None:
-            raise RuntimeError(f"{asset}'s latest materialization records no artifact path")
-        return Artifact.load(path.value)
+        """The version of `asset` this run depends on: the one this run materialized, else the
+        latest one materialized before this run was created. Concurrent runs never mix versions."""
+        key, instance = AssetKey(asset), context.instance
+        own = [r for r in instance.get_records_for_run(context.run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION).records
+               if r.asset_key == key]
+        if own:
+            record = own[-1]
+        else:
+            created = instance.get_run_record_by_id(context.run.run_id).create_timestamp.timestamp()
+            before = instance.fetch_materializations(AssetRecordsFilter(asset_key=key, before_timestamp=created), limit=1)
+            if not before.records:
+                raise RuntimeError(f"{asset} has never been materialized; materialize it first")
+            record = before.records[0]
+        version = record.asset_materialization.metadata.get("version")
+        if version is None:
+            raise RuntimeError(f"{asset}'s materialization in run {record.run_id} records no artifact version")
+        return self.store.get(asset, version.value)
 
     def build_or_reuse(self, context, asset: str, inputs: dict[str, str], config: dict,
                        build: Callable[[ArtifactWriter], None], equivalent: Artifact | None = None) -> Artifact:
@@ -84,11 +99,10 @@ class ArtifactStoreResource(ConfigurableResource):
 SOURCE_FILES = "source_files"
 
 
-def artifact_result(artifact: Artifact | ArtifactWriter, **metadata) -> MaterializeResult:
-    """The materialization of a published artifact: its path and version, plus `metadata`."""
-    path = artifact.path if isinstance(artifact, Artifact) else artifact.dir
+def artifact_result(artifact: Artifact, **metadata) -> MaterializeResult:
+    """The materialization of a published artifact: its version and URL, plus `metadata`."""
     return MaterializeResult(
-        metadata={"path": str(path), "version": artifact.version, **metadata},
+        metadata={"version": artifact.version, "artifact": artifact.url, **metadata},
         data_version=DataVersion(artifact.version),
     )
 

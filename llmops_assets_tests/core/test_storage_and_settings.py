@@ -7,7 +7,7 @@ from llmops_assets.settings import ConfigError, load_settings
 
 
 def test_artifact_is_published_under_its_content_hash_with_a_manifest(tmp_path):
-    store = ArtifactStore(tmp_path)
+    store = ArtifactStore(tmp_path / "artifacts")
     with store.write("thing", inputs={"up": "v1"}, config={"k": 1}) as out:
         (out.dir / "a.txt").write_text("hello")
         out.metrics = {"n": 1}
@@ -21,7 +21,7 @@ def test_artifact_is_published_under_its_content_hash_with_a_manifest(tmp_path):
 
 
 def test_a_crash_leaves_no_artifact_that_looks_valid(tmp_path):
-    store = ArtifactStore(tmp_path)
+    store = ArtifactStore(tmp_path / "artifacts")
     with pytest.raises(RuntimeError), store.write("thing") as out:
         (out.dir / "half.bin").write_bytes(b"\0" * 10)
         raise RuntimeError("killed mid-write")

@@ -46,7 +46,7 @@ def test_csv_parquet_and_saved_datasets_are_read_with_their_row_numbers(tmp_path
     result = ingest([tmp_path])
     assert not result.quarantined
     origins = [r["origin"] for r in result.records]
-    assert origins == [f"{tmp_path / 'a.csv'}:row 2", f"{tmp_path / 'a.csv'}:row 3",
+    assert origins == [f"{tmp_path / 'a.csv'}:line 2", f"{tmp_path / 'a.csv'}:line 3",
                        f"{tmp_path / 'b.parquet'}:row 1", f"{tmp_path / 'b.parquet'}:row 2",
                        f"{tmp_path / 'c_saved'}:row 1", f"{tmp_path / 'c_saved'}:row 2",
                        f"{tmp_path / 'd_dict'}:row 1", f"{tmp_path / 'd_dict'}:row 2"]
@@ -59,7 +59,7 @@ def test_messages_as_json_text_in_a_csv_cell(tmp_path):
     result = ingest([tmp_path])
     assert [r["messages"] for r in result.records] == [EXPECTED]
     [bad] = result.quarantined
-    assert bad["origin"] == f"{tmp_path / 'm.csv'}:row 3" and "'messages' is not valid JSON" in bad["reason"]
+    assert bad["origin"] == f"{tmp_path / 'm.csv'}:line 3" and "'messages' is not valid JSON" in bad["reason"]
 
 
 def test_bad_rows_and_unreadable_files_are_quarantined_with_where_and_why(tmp_path):
@@ -70,7 +70,7 @@ def test_bad_rows_and_unreadable_files_are_quarantined_with_where_and_why(tmp_pa
     result = ingest([tmp_path])
     assert result.records == []
     reasons = {q["origin"]: q["reason"] for q in result.quarantined}
-    assert reasons[f"{tmp_path / 'wrong_columns.csv'}:row 2"].startswith("expected 'messages', 'prompt' + 'completion'")
+    assert reasons[f"{tmp_path / 'wrong_columns.csv'}:line 2"].startswith("expected 'messages', 'prompt' + 'completion'")
     assert reasons[str(tmp_path / "broken.parquet")].startswith("unreadable .parquet source")
     assert reasons[f"{tmp_path / 'types.jsonl'}:1"] == "the request and the answer must be text"
     assert reasons[f"{tmp_path / 'types.jsonl'}:2"].startswith("'messages' is not valid JSON")
@@ -86,3 +86,42 @@ def test_a_source_without_a_valid_row_fails_naming_the_file_and_the_reasons(tmp_
     schema = ToolSchema.from_file(load_settings().domain.tools_file)
     with pytest.raises(ValueError, match=r"no valid example in .*bad\.jsonl.*2 rows quarantined.*bad\.jsonl:1: malformed JSON"):
         curate(ingest([tmp_path]), schema, {"train": 0.8, "validation": 0.1, "test": 0.1}, 1, lambda r: 1)
+
+
+def test_a_broken_csv_row_is_quarantined_alone_with_its_line(tmp_path):
+    """An unterminated quote used to quarantine the whole file, naming no line."""
+    good = [f'"Add task: Buy milk {i}","{json.dumps(CALL).replace(chr(34), chr(34) * 2)}"\n' for i in range(4)]
+    broken = '"Add task: Call mom,"{""name"": ""add_task""}"\n'
+    (tmp_path / "a.csv").write_text("prompt,completion\n" + good[0] + good[1] + broken + good[2] + good[3])
+    result = ingest([tmp_path])
+    assert [r["origin"] for r in result.records] == [f"{tmp_path / 'a.csv'}:line {n}" for n in (2, 3, 5, 6)]
+    [bad] = result.quarantined
+    assert bad["origin"] == f"{tmp_path / 'a.csv'}:line 4" and "malformed CSV record" in bad["reason"]
+    assert bad["raw"] == broken.rstrip("\n")
+
+
+def test_a_csv_row_with_too_many_fields_is_quarantined_and_a_quoted_newline_is_one_row(tmp_path):
+    (tmp_path / "a.csv").write_text('instruction,output\n"Say\nhello",hi\nextra,field,here\nBye,bye\n')
+    result = ingest([tmp_path])
+    assert [(r["origin"].rsplit(":", 1)[1], r["messages"][0]["content"]) for r in result.records] == [
+        ("line 2", "Say\nhello"), ("line 5", "Bye")]
+    [bad] = result.quarantined
+    assert bad["origin"].endswith(":line 4") and "3 fields, the header has 2" in bad["reason"]
+
+
+def test_a_corrupt_parquet_row_group_is_quarantined_and_the_others_kept(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [{"prompt": f"Add task: Buy milk {i}", "completion": json.dumps(CALL)} for i in range(6)]
+    path = tmp_path / "a.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path, row_group_size=2, compression="NONE")
+    data = bytearray(path.read_bytes())
+    middle = pq.ParquetFile(path).metadata.row_group(1).column(0)
+    offset = middle.data_page_offset
+    data[offset:offset + middle.total_compressed_size] = b"\xff" * middle.total_compressed_size
+    path.write_bytes(bytes(data))
+    result = ingest([tmp_path])
+    assert [r["origin"].rsplit(":", 1)[1] for r in result.records] == ["row 1", "row 2", "row 5", "row 6"]
+    [bad] = result.quarantined
+    assert bad["origin"].endswith(":rows 3-4") and "row group 1" in bad["reason"]

@@ -11,7 +11,7 @@ import pytest
 from llmops_assets.core import releases
 from llmops_assets.core.chat import parse_tool_call
 from llmops_assets.core.inference import chat_completion
-from llmops_assets.core.storage import Artifact, ArtifactStore
+from llmops_assets.core.storage import ArtifactStore
 from llmops_assets.core.tools import ToolCall
 from llmops_assets.deployment import servers
 from llmops_assets.settings import DEFAULT_CONFIG, load_settings
@@ -48,7 +48,7 @@ def test_make_run_passes_every_seed_gate(default_run):
 def test_default_model_reaches_the_seed_accuracy(default_run):
     _, home = default_run
     status = releases.read_status(home)
-    evaluated = Artifact.load(home / "artifacts" / "eval_report" / status["inputs"]["eval_report"])
+    evaluated = ArtifactStore(home / "artifacts").get("eval_report", status["inputs"]["eval_report"])
     report = json.loads((evaluated.path / "eval_report.json").read_text())
     assert report["task_accuracy"] >= load_settings(DEFAULT_CONFIG).stages.evaluation.quality_gate.min_task_accuracy
     assert report["n"] >= 40
@@ -83,7 +83,7 @@ def test_a_regressed_adapter_fails_the_regression_gate_and_changes_nothing(defau
     assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
     gates = gate_table(done.stdout)
     assert gates["eval_report:no_regression"] == "FAIL", done.stdout[-3000:]
-    [candidate] = [a for a in ArtifactStore(home).versions("eval_report")
+    [candidate] = [a for a in ArtifactStore(home / "artifacts").versions("eval_report")
                    if a.manifest["inputs"]["champion"] == before["version"]]
     regression = json.loads((candidate.path / "regression_analysis.json").read_text())
     accuracy = regression["metrics"]["task_accuracy"]
@@ -105,7 +105,8 @@ def test_a_diverging_run_fails_the_training_gates_and_changes_nothing(default_ru
     assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
     gates = gate_table(done.stdout)
     assert gates["sft_adapter:validation_converging"] == "FAIL" and gates["sft_adapter:final_loss"] == "FAIL", done.stdout[-3000:]
-    [adapter] = [a for a in ArtifactStore(home).versions("sft_adapter") if a.manifest["config"]["learning_rate"] == 0.2]
+    store = ArtifactStore(home / "artifacts")
+    [adapter] = [a for a in store.versions("sft_adapter") if a.manifest["config"]["learning_rate"] == 0.2]
     history = [loss for _, loss in json.loads((adapter.path / "training_metrics.json").read_text())["validation_loss_history"]]
     assert history[-1] > 2 * min(history)  # really diverged, not a threshold trick
     after = releases.read_status(home)

@@ -11,7 +11,7 @@ from dagster import AssetKey, DagsterInstance, SkipReason, build_sensor_context
 from llmops_assets.core import releases
 from llmops_assets.core.inference import chat_completion
 from llmops_assets.core.rows import file_fingerprints
-from llmops_assets.core.storage import Artifact, file_sha256, read_jsonl
+from llmops_assets.core.storage import Artifact, ArtifactStore, file_sha256, read_jsonl
 from llmops_assets.definitions import build_definitions, defs
 from llmops_assets.deployment import servers
 from llmops_assets.deployment.targets import ollama_answers, ollama_host
@@ -21,6 +21,7 @@ from llmops_assets.settings import load_settings
 from llmops_assets_tests.conftest import TINY_CONFIG, derived_config, gate_count
 from llmops_assets_tests.graph import describe
 from llmops_assets_tests.ollama_double import OllamaDouble
+from llmops_assets_tests.s3_double import new_bucket, s3_double
 
 DOWNSTREAM_OF_TRAINING = {"dpo_adapter", "eval_report", "merged_model", "gguf_model", "deployed_model"}
 
@@ -61,8 +62,10 @@ def test_every_asset_materializes_and_every_gate_passes(pipeline):
 
 
 def latest(instance, asset) -> Artifact:
-    return Artifact.load(instance.get_latest_materialization_event(AssetKey(asset)).asset_materialization
-                         .metadata["path"].value)
+    """The artifact of `asset`'s latest materialization, found through the URL it records."""
+    metadata = instance.get_latest_materialization_event(AssetKey(asset)).asset_materialization.metadata
+    root = metadata["artifact"].value.rsplit("/", 2)[0]
+    return ArtifactStore(root).get(asset, metadata["version"].value)
 
 
 def test_switched_off_stages_pass_their_input_through(pipeline):
@@ -297,3 +300,36 @@ def _is_json(text: str) -> bool:
     except json.JSONDecodeError:
         return False
     return True
+
+
+def test_the_pipeline_runs_with_its_artifact_root_on_s3(tmp_path, monkeypatch):
+    """The whole graph with artifacts on S3 (moto's server mode on 127.0.0.1, a test double of
+    S3): every gate passes, every version is in the bucket with its manifest, nothing is kept in
+    a local artifact folder, and a rerun with nothing changed reuses what is there."""
+    with s3_double() as environment:
+        for name, value in environment.items():
+            monkeypatch.setenv(name, value)
+        url = f"{new_bucket(environment)}/artifacts"
+        home = tmp_path / "home"
+        resources = (PipelineConfig(config_path=str(TINY_CONFIG)), ArtifactStoreResource(home=str(home), url=url))
+        instance = DagsterInstance.ephemeral()
+        try:
+            result = build_definitions(*resources).resolve_job_def("full_pipeline").execute_in_process(
+                instance=instance, raise_on_error=False)
+            assert result.success and all(e.passed for e in result.get_asset_check_evaluations())
+            store = ArtifactStore(url, cache_dir=tmp_path / "elsewhere")
+            for asset in describe(defs)["assets"]:
+                [artifact] = store.versions(asset)
+                metadata = instance.get_latest_materialization_event(AssetKey(asset)).asset_materialization.metadata
+                assert metadata["version"].value == artifact.version and metadata["artifact"].value == artifact.url
+            assert not (home / "artifacts").exists()
+            served = releases.read_status(home)
+            assert chat_completion(served["endpoint"], served["model"], [{"role": "user", "content": "list my tasks"}])
+            again = build_definitions(*resources).resolve_job_def("full_pipeline").execute_in_process(
+                instance=instance, raise_on_error=False)
+            assert again.success
+            assert all(len(store.versions(asset)) == 1 for asset in describe(defs)["assets"] if asset != "raw_examples")
+        finally:
+            for record in releases.history(home):
+                if record.get("pid"):
+                    servers.stop(record["pid"])

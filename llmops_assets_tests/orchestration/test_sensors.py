@@ -81,7 +81,7 @@ def test_changed_feedback_or_corpus_retrains_only_that_stage_once(tmp_path):
 
 
 def test_the_store_finds_an_artifact_built_from_the_same_inputs_and_config(tmp_path):
-    store = ArtifactStore(tmp_path)
+    store = ArtifactStore(tmp_path / "artifacts")
     with store.write("sft_adapter", inputs={"base_model": "b1"}, config={"lr": 0.1}) as out:
         (out.dir / "weights").write_text("w")
     assert store.find("sft_adapter", {"base_model": "b1"}, {"lr": 0.1}).version == out.version

@@ -49,7 +49,8 @@ def raw_examples(context: AssetExecutionContext, pipeline: PipelineConfig, artif
         write_jsonl(out.dir / "synthetic_rejected.jsonl", expansion.rejected)
         out.metrics = {"input_rows": result.input_rows, "records": result.records + len(expansion.records),
                        "quarantined": result.quarantined, **expansion.counts()}
-    return artifact_result(out, **out.metrics, **{SOURCE_FILES: MetadataValue.json(result.files)},
+    raw = artifacts.store.get("raw_examples", out.version)
+    return artifact_result(raw, **out.metrics, **{SOURCE_FILES: MetadataValue.json(result.files)},
                            first_synthetic_rejected=MetadataValue.json(expansion.rejected[:5]))
 
 
@@ -78,7 +79,7 @@ def curated_dataset(context: AssetExecutionContext, pipeline: PipelineConfig, ar
                                                                     report["per_tool"]))
         out.metrics = {k: v for k, v in report.items() if k != "source_files"}
     return artifact_result(
-        out,
+        artifacts.store.get("curated_dataset", out.version),
         **{k: report[k] for k in ("total_examples", "train_count", "validation_count", "test_count",
                                   "quarantined", "duplicates_removed", "near_duplicates", "avg_tokens", "p95_tokens",
                                   "max_tokens", "truncated_examples")},

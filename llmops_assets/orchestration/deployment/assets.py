@@ -89,7 +89,7 @@ def deployed_model(context: AssetExecutionContext, config: DeployConfig, pipelin
     settings = pipeline.settings
     home = artifacts.home_path
     if config.rollback_to:
-        gguf_path, candidate, probe_messages = _rollback_release(home, config.rollback_to)
+        gguf_path, candidate, probe_messages = _rollback_release(home, artifacts.store, config.rollback_to)
         context.log.info(f"rolling back from {candidate['rolled_back_from']} to {candidate['version']}")
     else:
         gguf = artifacts.upstream(context, "gguf_model")
@@ -142,11 +142,15 @@ def _deployed_result(deployment: Artifact):
                            first_token_ms=status["probe"]["first_token_ms"])
 
 
-def _rollback_release(home: Path, version: str) -> tuple[Path, dict, list[dict]]:
-    """An earlier release, its GGUF verified byte for byte against the recorded sha256."""
+def _rollback_release(home: Path, store, version: str) -> tuple[Path, dict, list[dict]]:
+    """An earlier release, its GGUF read from the artifact store by version and verified byte for
+    byte against the sha256 recorded when it was served."""
     target = releases.rollback_target(home, version)
     current = releases.read_status(home)
-    gguf_path = Path(target["model_path"])
+    try:
+        gguf_path = store.get("gguf_model", target["version"]).path / "model.gguf"
+    except FileNotFoundError as exc:
+        raise RuntimeError(f"release {target['version']}: its GGUF is gone from {store.url}; cannot roll back to it") from exc
     if not gguf_path.exists() or file_sha256(gguf_path) != target["model_sha256"]:
         raise RuntimeError(f"{gguf_path}: missing or changed since release {target['version']}; cannot roll back to it")
     candidate = {k: target[k] for k in ("version", "model_sha256", "quantization", "task_accuracy", "inputs")}

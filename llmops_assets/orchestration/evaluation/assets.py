@@ -69,7 +69,7 @@ def _evaluation_of_served(artifacts: ArtifactStoreResource, champion: dict | Non
     """When the candidate is what is served already (same adapter, data and evaluation config),
     the evaluation that gated it stands: comparing a model with itself would say nothing."""
     version = (champion or {}).get("inputs", {}).get("eval_report")
-    if not version or not (artifacts.store.root / "eval_report" / version).is_dir():
+    if not version or not artifacts.store.exists("eval_report", version):
         return None
     served = artifacts.store.get("eval_report", version)
     same = all(served.manifest["inputs"].get(k) == inputs[k]

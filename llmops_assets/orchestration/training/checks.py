@@ -3,7 +3,7 @@ from `stages.training` (`quality_gate`, `continued_pretraining.quality_gate`, `d
 A switched-off stage passes its gates with a note saying so: it changed nothing."""
 
 
-from dagster import AssetCheckExecutionContext, asset_check
+from dagster import AssetCheckExecutionContext, AssetCheckResult, asset_check
 
 from llmops_assets.core.storage import read_json
 from llmops_assets.orchestration.resources import ArtifactStoreResource, PipelineConfig, gate_result
@@ -22,8 +22,10 @@ def _metrics(context, artifacts: ArtifactStoreResource, asset: str) -> dict | No
     return read_json(artifact.path / "training_metrics.json")
 
 
-def _off(name: str, threshold: float):
-    return gate_result(name, threshold, threshold, True, note=OFF)
+def _off(name: str, threshold: float) -> AssetCheckResult:
+    """A switched-off stage's gate: it passes, and says it measured nothing."""
+    return AssetCheckResult(passed=True, metadata={"gate": name, "value": "off", "threshold": threshold,
+                                                   "verdict": "OFF", "note": OFF})
 
 
 def _time_gate(metrics: dict | None, pipeline: PipelineConfig):
