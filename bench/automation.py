@@ -20,8 +20,8 @@ from pathlib import Path
 
 from dagster import AssetKey, DagsterInstance, DagsterRunStatus
 
-from llmops_assets.core import releases
-from llmops_assets.core.storage import write_jsonl
+from llmops_assets.core.releases import ReleaseRegistry
+from llmops_assets.core.storage import ArtifactStore, write_jsonl
 from llmops_assets.data.synth import SEED_FILE
 from llmops_assets.deployment import servers
 from llmops_assets.orchestration.sensors import TRIGGER_TAG
@@ -75,9 +75,10 @@ def main() -> None:
                        600, "automation deploys the new data", daemon, log, every_s=1)
             print(f"file drop -> new model served {time.time() - dropped:.1f} s (through every gate)")
     finally:
-        for entry in releases.history(root / "llmops"):
-            if entry.get("pid"):
-                servers.stop(entry["pid"])
+        home = root / "llmops"
+        for release in ReleaseRegistry(ArtifactStore(home / "artifacts", cache_dir=home / "cache")).releases().values():
+            if release.pid:
+                servers.stop(release.pid)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 from llmops_assets.core import releases
-from llmops_assets.core.storage import write_json
 from llmops_assets.deployment import servers, targets
 from llmops_assets.orchestration.resources import REBUILD_TAG, ArtifactStoreResource
 from llmops_assets.settings import ConfigError, load_settings
@@ -199,13 +198,18 @@ def check_command(select: list[str]) -> int:
 
 
 def status_command() -> int:
-    """What is served and from what (artifact versions), and the latest verdict of every gate."""
+    """What is served and from what (artifact versions), every live release, and the latest
+    verdict of every gate."""
     from llmops_assets.definitions import defs
 
     print(served_summary())
-    status = releases.read_status(ArtifactStoreResource().home_path)
-    if status:
-        print("lineage: " + ", ".join(f"{k} {v}" for k, v in status.get("inputs", {}).items()))
+    registry = ArtifactStoreResource().registry
+    champion = registry.champion()
+    if champion:
+        print("lineage: " + ", ".join(f"{k} {v}" for k, v in champion.inputs.items()))
+    for live in sorted(registry.live(), key=lambda r: r.release_number):
+        print(f"release {live.release_number}: {live.version} {live.role} traffic {live.traffic_weight:.0%} "
+              f"on {live.server} at {live.endpoint}")
     instance = dagster_instance()
     evaluations = []
     for key in sorted(defs.resolve_asset_graph().asset_check_keys, key=str):
@@ -213,7 +217,7 @@ def status_command() -> int:
         if record and record.event and record.event.dagster_event:
             evaluations.append(record.event.dagster_event.event_specific_data)
     print(format_gates(gate_rows(evaluations)) if evaluations else "\nno gate has run yet")
-    return 0 if status and status.get("status") == "serving" else 1
+    return 0 if champion else 1
 
 
 def gate_rows(evaluations) -> list[dict[str, str]]:
@@ -246,29 +250,32 @@ def format_step_times(instance, run_id: str) -> str:
 
 
 def served_summary() -> str:
-    home = ArtifactStoreResource().home_path
-    status = releases.read_status(home)
-    if status is None:
-        return "\nnothing is served yet"
-    target = targets.target_of(status, load_settings().stages.deployment, home)
-    alive = status.get("status") == "serving" and target.serving(status)
-    return (f"\nserved: {status['model']} version {status['version']} on {status['server']} at {status['endpoint']} "
-            f"({'answering' if alive else 'NOT answering'})\nmodel: {status['model_path']}")
+    resource = ArtifactStoreResource()
+    champion = resource.registry.champion()
+    if champion is None:
+        stopped = releases.read_status(resource.home_path)
+        return "\nnothing is served" + (f" (release {stopped['version']} was stopped)" if stopped else " yet")
+    status = champion.view()
+    alive = targets.target_of(status, load_settings().stages.deployment, resource.home_path).serving(status)
+    return (f"\nserved: {champion.model} version {champion.version} on {champion.server} at {champion.endpoint} "
+            f"({'answering' if alive else 'NOT answering'})\nmodel: {champion.model_path}")
 
 
 def serve_command(action: str) -> int:
-    home = ArtifactStoreResource().home_path
-    status = releases.read_status(home)
+    resource = ArtifactStoreResource()
+    registry = resource.registry
+    champion = registry.champion()
     if action == "status":
-        print(json.dumps(status, indent=2) if status else "nothing is served")
+        print(json.dumps(champion.view(), indent=2) if champion else "nothing is served")
         print(served_summary())
-        return 0 if status and status["status"] == "serving" else 1
-    if status is None or status["server"] != "llamacpp":
-        print("nothing is served by the embedded server" + (f"; {status['model']} is on Ollama" if status else ""))
+        return 0 if champion else 1
+    if champion is None or champion.server != "llamacpp":
+        print("nothing is served by the embedded server" + (f"; {champion.model} is on Ollama" if champion else ""))
         return 0
-    servers.stop(status["pid"])
-    write_json(releases.status_path(home), status | {"status": "stopped"})
-    print(f"stopped {status['model_name']} version {status['version']} (pid {status['pid']})")
+    servers.stop(champion.pid)
+    registry.mark_stopped(champion.release_number, "llmops serve stop")
+    registry.write_views(resource.home_path)
+    print(f"stopped {champion.model_name} version {champion.version} (pid {champion.pid})")
     return 0
 
 

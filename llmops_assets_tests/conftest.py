@@ -9,6 +9,23 @@ FIXTURES = Path(__file__).parent / "fixtures"
 TINY_CONFIG = FIXTURES / "pipeline_tiny.yaml"
 
 
+def registry_of(home: Path, store=None):
+    """The release registry of a test's pipeline home (its local artifact store by default)."""
+    from llmops_assets.core.releases import ReleaseRegistry
+    from llmops_assets.core.storage import ArtifactStore
+
+    return ReleaseRegistry(store or ArtifactStore(Path(home) / "artifacts", cache_dir=Path(home) / "cache"))
+
+
+def stop_servers(home: Path, store=None) -> None:
+    """Stop every llama.cpp server the releases of a test's pipeline home started."""
+    from llmops_assets.deployment import servers
+
+    for release in registry_of(home, store).releases().values():
+        if release.pid:
+            servers.stop(release.pid)
+
+
 def gate_count() -> int:
     """Asset checks in the definitions, counted from them (the UI test checks it shows each one)."""
     from llmops_assets.definitions import defs

@@ -213,6 +213,42 @@ class ArtifactStore:
                     removed.append(f"{self.url}/{asset}/{name}")
         return removed
 
+    # --- small records beside the versions (the release registry) ---------------------------------
+    def create_only(self, key: str, data: bytes) -> bool:
+        """Write `<root>/<key>` whole, only if it does not exist yet; False when it does (another
+        writer got there first). Readers never see a partial record."""
+        path = f"{self.root}/{key}"
+        if not self.remote:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=Path(path).parent)
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    out.write(data)
+                os.link(tmp, path)  # fails if the name exists: create-only, and atomic
+                return True
+            except FileExistsError:
+                return False
+            finally:
+                os.unlink(tmp)
+        try:
+            with self.fs.open(path, "xb") as out:  # S3 If-None-Match: *
+                out.write(data)
+            return True
+        except FileExistsError:
+            return False
+
+    def read_record(self, key: str) -> bytes:
+        return self.fs.cat_file(f"{self.root}/{key}")
+
+    def record_names(self, prefix: str) -> list[str]:
+        """Names of the records directly under `<root>/<prefix>`, sorted."""
+        folder = f"{self.root}/{prefix}"
+        self.fs.invalidate_cache(folder)
+        if not self.fs.exists(folder):
+            return []
+        return sorted(p.rsplit("/", 1)[-1] for p in self.fs.ls(folder, detail=False)
+                      if not p.rsplit("/", 1)[-1].startswith("."))
+
     # --- helpers -------------------------------------------------------------------------------
     def _key(self, asset: str, version: str) -> str:
         return f"{self.root}/{asset}/{version}"

@@ -1,8 +1,8 @@
 """Releases: start a candidate, probe it, and only then make it what is served.
 
-`deployment_status.json` under LLMOPS_HOME (see core.releases) always describes what is served now: it is rewritten
-(atomically) only after the candidate passed its probes, and the previous server is stopped only
-after that. A rejected candidate is stopped and the previous release keeps serving.
+The registry (core.releases) records a candidate as the champion only after it passed its
+probes, and the previous server is stopped only after that. A rejected candidate is stopped and
+the previous release keeps serving.
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from llmops_assets.core import releases
-from llmops_assets.core.storage import write_json
+from llmops_assets.core.releases import Release, ReleaseRegistry
 from llmops_assets.core.verdicts import Verdict
 from llmops_assets.deployment.config import DeploymentGate, DeploymentSettings
 from llmops_assets.deployment.targets import Candidate, Probe, select_target, target_of
@@ -34,12 +33,14 @@ def verdicts(result: Probe, gate: DeploymentGate) -> list[Verdict]:
     ]
 
 
-def deploy(gguf_path: Path, ollama_spec: dict[str, Any], release: dict[str, Any], settings: DeploymentSettings,
-           home: Path, probe_messages: list[dict[str, str]], log: Callable[[str], None]) -> dict[str, Any]:
-    """Serve `gguf_path` as the new release, or raise DeploymentRejected leaving the old one."""
-    previous = releases.read_status(home)
+def deploy(gguf_path: Path, ollama_spec: dict[str, Any], candidate_fields: dict[str, Any], settings: DeploymentSettings,
+           home: Path, registry: ReleaseRegistry, probe_messages: list[dict[str, str]],
+           log: Callable[[str], None]) -> Release:
+    """Serve `gguf_path` as the new champion, or raise DeploymentRejected leaving the old one.
+    `candidate_fields`: version, model_sha256, quantization, task_accuracy, inputs, rolled_back_from."""
+    previous = registry.champion()
     target = select_target(settings, home)
-    release_number = 1 + sum(r["status"] == "serving" for r in releases.history(home))
+    release_number = registry.next_release_number()
     candidate = target.start(gguf_path, ollama_spec, release_number)
     log(f"candidate {candidate.model} on {target.name} at {candidate.endpoint}, probing")
     try:
@@ -49,24 +50,27 @@ def deploy(gguf_path: Path, ollama_spec: dict[str, Any], release: dict[str, Any]
             raise DeploymentRejected("; ".join(f"{v.gate} {v.value:.3g} > {v.threshold:g}" for v in failed))
     except Exception as exc:
         target.discard(candidate)
-        releases.record(home, {**release, "status": "rejected", "reason": str(exc), "at": time.time()})
+        registry.reject(candidate_fields["version"], str(exc), {**candidate_fields, **candidate.fields()})
         raise
-    status = {
-        **release,
+    release = Release(
+        **candidate_fields,
         **candidate.fields(),
-        "model_name": settings.model_name,
-        "model_path": str(gguf_path),
-        "release_number": release_number,
-        "status": "serving",
-        "deployed_at": time.time(),
-        "previous_version": previous.get("version") if previous else None,
-        "probe": asdict(result),
-        "probe_request": probe_messages,
-    }
-    write_json(releases.status_path(home), status)
-    releases.record(home, status)
+        model_name=settings.model_name,
+        model_path=str(gguf_path),
+        release_number=release_number,
+        role="champion",
+        traffic_weight=1.0,
+        deployed_at=time.time(),
+        previous_version=previous.version if previous else None,
+        probe=asdict(result),
+        probe_request=probe_messages,
+    )
+    registry.register(release)
     target.promote(candidate)
-    if previous and previous.get("status") == "serving" and Candidate.of(previous) != candidate:
-        target_of(previous, settings, home).retire(previous)
-        log(f"{status['version']} on {target.name} replaces {previous['version']} on {previous['server']}")
-    return status
+    if previous:
+        if Candidate.of(previous.view()) != candidate:  # else the same server goes on answering
+            target_of(previous.view(), settings, home).retire(previous.view())
+        registry.set_role(previous.release_number, "retired", 0.0, reason=f"replaced by release {release_number}")
+        log(f"{release.version} on {target.name} replaces {previous.version} on {previous.server}")
+    registry.write_views(home)
+    return release

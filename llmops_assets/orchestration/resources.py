@@ -24,6 +24,7 @@ from dagster import (
     MetadataValue,
 )
 
+from llmops_assets.core.releases import ReleaseRegistry
 from llmops_assets.core.storage import Artifact, ArtifactStore, ArtifactWriter
 from llmops_assets.core.verdicts import Verdict
 from llmops_assets.settings import PipelineSettings, load_settings
@@ -59,6 +60,11 @@ class ArtifactStoreResource(ConfigurableResource):
     def store(self) -> ArtifactStore:
         url = self.url or os.environ.get("LLMOPS_ARTIFACTS") or str(self.home_path / "artifacts")
         return ArtifactStore(url, cache_dir=self.home_path / "cache")
+
+    @property
+    def registry(self) -> ReleaseRegistry:
+        """The release registry, kept in the artifact store."""
+        return ReleaseRegistry(self.store)
 
     def upstream(self, context, asset: str) -> Artifact:
         """The version of `asset` this run depends on: the one this run materialized, else the

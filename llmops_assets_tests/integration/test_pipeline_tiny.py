@@ -18,7 +18,7 @@ from llmops_assets.deployment.targets import ollama_answers, ollama_host
 from llmops_assets.orchestration.resources import SOURCE_FILES, ArtifactStoreResource, PipelineConfig
 from llmops_assets.orchestration.sensors import training_data_sensor
 from llmops_assets.settings import load_settings
-from llmops_assets_tests.conftest import TINY_CONFIG, derived_config, gate_count
+from llmops_assets_tests.conftest import TINY_CONFIG, derived_config, gate_count, registry_of, stop_servers
 from llmops_assets_tests.graph import describe
 from llmops_assets_tests.ollama_double import OllamaDouble
 from llmops_assets_tests.s3_double import new_bucket, s3_double
@@ -45,9 +45,7 @@ def pipeline(tmp_path_factory):
     instance = DagsterInstance.ephemeral()
     result = run_pipeline(instance, TINY_CONFIG, home)
     yield instance, home, result
-    for record in releases.history(home):
-        if record.get("pid"):
-            servers.stop(record["pid"])
+    stop_servers(home)
 
 
 def test_every_asset_materializes_and_every_gate_passes(pipeline):
@@ -214,15 +212,15 @@ def test_rollback_to_a_version_never_served_is_refused(pipeline):
 def test_a_candidate_failing_its_probes_is_stopped_and_the_served_release_stays(pipeline, tmp_path):
     instance, home, _ = pipeline
     before = releases.read_status(home)
-    target = releases.history(home)[0]["version"]
+    target = registry_of(home).events()[0].version
     strict = derived_config(tmp_path, {"stages": {"deployment": {"quality_gate": {"max_first_token_ms": 0.001}}}})
 
     result = run_pipeline(instance, strict, home, job="rollback", run_config=rollback_to(target))
 
     assert not result.success
     assert releases.read_status(home) == before and servers.is_alive(before["pid"])
-    rejected = releases.history(home)[-1]
-    assert rejected["status"] == "rejected" and "first_token_ms" in rejected["reason"]
+    rejected = registry_of(home).events()[-1]
+    assert rejected.kind == "rejected" and rejected.version == target and "first_token_ms" in rejected.reason
 
 
 def test_auto_deploys_to_ollama_when_it_answers_through_the_official_client(pipeline, tmp_path, monkeypatch):
@@ -249,7 +247,7 @@ def test_auto_deploys_to_ollama_when_it_answers_through_the_official_client(pipe
 @pytest.mark.skipif(not ollama_answers(ollama_host()), reason=f"no Ollama server answers at {ollama_host()}")
 def test_live_ollama_serves_the_release(pipeline, monkeypatch):
     instance, home, _ = pipeline
-    version = releases.history(home)[0]["version"]
+    version = registry_of(home).events()[0].version
     result = run_pipeline(instance, TINY_CONFIG, home, job="rollback", run_config=rollback_to(version))
     assert result.success
     status = releases.read_status(home)
@@ -330,6 +328,4 @@ def test_the_pipeline_runs_with_its_artifact_root_on_s3(tmp_path, monkeypatch):
             assert again.success
             assert all(len(store.versions(asset)) == 1 for asset in describe(defs)["assets"] if asset != "raw_examples")
         finally:
-            for record in releases.history(home):
-                if record.get("pid"):
-                    servers.stop(record["pid"])
+            stop_servers(home, ArtifactStore(url, cache_dir=home / "cache"))

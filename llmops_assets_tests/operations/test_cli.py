@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from llmops_assets.core import releases
-from llmops_assets.deployment import servers
-from llmops_assets_tests.conftest import TINY_CONFIG, derived_config, gate_count, gate_table
+from llmops_assets_tests.conftest import TINY_CONFIG, derived_config, gate_count, gate_table, stop_servers
 
 pytestmark = pytest.mark.slow  # five tiny pipeline runs through the CLI, ~3 min
 
@@ -36,9 +35,7 @@ def llmops(tmp_path_factory):
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     run.home, run.root = root / "llmops", root
     yield run
-    for record in releases.history(root / "llmops"):
-        if record.get("pid"):
-            servers.stop(record["pid"])
+    stop_servers(root / "llmops")
 
 
 def test_check_passes_on_the_latest_materializations(llmops):

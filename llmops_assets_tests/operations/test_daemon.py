@@ -11,9 +11,8 @@ from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter
 from llmops_assets.core import releases
 from llmops_assets.core.storage import write_jsonl
 from llmops_assets.data.synth import SEED_FILE
-from llmops_assets.deployment import servers
 from llmops_assets.orchestration.sensors import TRIGGER_TAG
-from llmops_assets_tests.conftest import derived_config
+from llmops_assets_tests.conftest import derived_config, stop_servers
 from llmops_assets_tests.operations.processes import BIN, dagster_process, instance_env, wait_until
 
 pytestmark = pytest.mark.slow
@@ -66,6 +65,4 @@ def test_new_data_flows_through_every_gate_to_a_new_deployment(tmp_path):
             assert len(instance.get_runs()) == settled, "ticks after the flow launched new runs"
             assert all(r.status == DagsterRunStatus.SUCCESS for r in finished_runs(instance))
     finally:
-        for record in releases.history(tmp_path / "llmops"):
-            if record.get("pid"):
-                servers.stop(record["pid"])
+        stop_servers(tmp_path / "llmops")

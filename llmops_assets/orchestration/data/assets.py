@@ -3,7 +3,6 @@
 
 from dagster import AssetExecutionContext, MetadataValue, asset
 
-from llmops_assets.core import releases
 from llmops_assets.core.chat import ChatTokenCounter
 from llmops_assets.core.plots import data_profile_png
 from llmops_assets.core.storage import jsonl_line, read_jsonl, write_json, write_jsonl
@@ -29,7 +28,8 @@ def raw_examples(context: AssetExecutionContext, pipeline: PipelineConfig, artif
     data = pipeline.settings.stages.data
     expansion, generator, ask = Expansion(), {}, None
     if data.synthetic.enabled and data.synthetic.generator == "llm":
-        served = releases.read_status(artifacts.home_path) if data.synthetic.endpoint == "served" else None
+        champion = artifacts.registry.champion() if data.synthetic.endpoint == "served" else None
+        served = champion.view() if champion else None
         ask = endpoint_asker(data.synthetic, served)
         if served:  # which release wrote the rows, in the manifest
             generator = {"served_version": served["version"]}

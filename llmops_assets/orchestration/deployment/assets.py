@@ -8,9 +8,9 @@ from pathlib import Path
 from dagster import AssetExecutionContext, Config, MetadataValue, asset
 from pydantic import Field
 
-from llmops_assets.core import releases
 from llmops_assets.core.chat import model_messages
 from llmops_assets.core.modeling import load_merged, save_merged
+from llmops_assets.core.releases import ReleaseRegistry
 from llmops_assets.core.storage import Artifact, file_sha256, read_json, read_jsonl, write_json
 from llmops_assets.core.tools import ToolSchema
 from llmops_assets.deployment import export, packaging, release, targets
@@ -87,9 +87,9 @@ class DeployConfig(Config):
 def deployed_model(context: AssetExecutionContext, config: DeployConfig, pipeline: PipelineConfig,
                    artifacts: ArtifactStoreResource):
     settings = pipeline.settings
-    home = artifacts.home_path
+    home, registry = artifacts.home_path, artifacts.registry
     if config.rollback_to:
-        gguf_path, candidate, probe_messages = _rollback_release(home, artifacts.store, config.rollback_to)
+        gguf_path, candidate, probe_messages = _rollback_release(registry, artifacts.store, config.rollback_to)
         context.log.info(f"rolling back from {candidate['rolled_back_from']} to {candidate['version']}")
     else:
         gguf = artifacts.upstream(context, "gguf_model")
@@ -106,30 +106,31 @@ def deployed_model(context: AssetExecutionContext, config: DeployConfig, pipelin
         context.log.info(f"{candidate['version']} is already served and answering: nothing to switch")
         return _deployed_result(current)
     ollama_spec = read_json(gguf_path.parent / "ollama.json")
-    status = release.deploy(gguf_path, ollama_spec, candidate, settings.stages.deployment, home, probe_messages, context.log.info)
-    agent = packaging.agent_config(ToolSchema.from_file(settings.domain.tools_file).functions, status["endpoint"],
-                                   status["model"], status["version"], settings.domain.system_prompt)
+    served = release.deploy(gguf_path, ollama_spec, candidate, settings.stages.deployment, home, registry,
+                            probe_messages, context.log.info)
+    agent = packaging.agent_config(ToolSchema.from_file(settings.domain.tools_file).functions, served.endpoint,
+                                   served.model, served.version, settings.domain.system_prompt)
     write_json(home / "agent_config.json", agent)
-    with artifacts.store.write("deployed_model", inputs=status["inputs"]) as out:
-        write_json(out.dir / "deployment_status.json", status)
+    with artifacts.store.write("deployed_model", inputs=served.inputs) as out:
+        write_json(out.dir / "deployment_status.json", served.view())
         write_json(out.dir / "agent_config.json", agent)
         shutil.copy2(gguf_path.parent / "Modelfile", out.dir / "Modelfile")
-        out.metrics = {"version": status["version"], "endpoint": status["endpoint"], **status["probe"]}
-    context.log.info(f"serving {status['version']} as {status['model']} on {status['server']} at {status['endpoint']}")
+        out.metrics = {"version": served.version, "endpoint": served.endpoint, **served.probe}
+    context.log.info(f"serving {served.version} as {served.model} on {served.server} at {served.endpoint}")
     return _deployed_result(artifacts.store.get("deployed_model", out.version))
 
 
 def _current_deployment(artifacts: ArtifactStoreResource, candidate: dict, settings) -> Artifact | None:
-    """The deployment record of `candidate` when it is what is served now and it answers: a rerun
+    """The deployment record of `candidate` when it is the champion now and it answers: a rerun
     with nothing new must not restart the server."""
-    served = releases.read_status(artifacts.home_path)
-    if (not served or served.get("status") != "serving" or candidate["rolled_back_from"]
-            or served["version"] != candidate["version"] or served["model_sha256"] != candidate["model_sha256"]):
+    served = artifacts.registry.champion()
+    if (served is None or candidate["rolled_back_from"]
+            or served.version != candidate["version"] or served.model_sha256 != candidate["model_sha256"]):
         return None
-    if not targets.target_of(served, settings, artifacts.home_path).serving(served):
+    if not targets.target_of(served.view(), settings, artifacts.home_path).serving(served.view()):
         return None
     records = [a for a in artifacts.store.versions("deployed_model")
-               if read_json(a.path / "deployment_status.json").get("deployed_at") == served["deployed_at"]]
+               if read_json(a.path / "deployment_status.json").get("deployed_at") == served.deployed_at]
     return records[-1] if records else None
 
 
@@ -142,17 +143,17 @@ def _deployed_result(deployment: Artifact):
                            first_token_ms=status["probe"]["first_token_ms"])
 
 
-def _rollback_release(home: Path, store, version: str) -> tuple[Path, dict, list[dict]]:
+def _rollback_release(registry: ReleaseRegistry, store, version: str) -> tuple[Path, dict, list[dict]]:
     """An earlier release, its GGUF read from the artifact store by version and verified byte for
     byte against the sha256 recorded when it was served."""
-    target = releases.rollback_target(home, version)
-    current = releases.read_status(home)
+    target = registry.rollback_target(version)
+    current = registry.champion()
     try:
-        gguf_path = store.get("gguf_model", target["version"]).path / "model.gguf"
+        gguf_path = store.get("gguf_model", target.version).path / "model.gguf"
     except FileNotFoundError as exc:
-        raise RuntimeError(f"release {target['version']}: its GGUF is gone from {store.url}; cannot roll back to it") from exc
-    if not gguf_path.exists() or file_sha256(gguf_path) != target["model_sha256"]:
-        raise RuntimeError(f"{gguf_path}: missing or changed since release {target['version']}; cannot roll back to it")
-    candidate = {k: target[k] for k in ("version", "model_sha256", "quantization", "task_accuracy", "inputs")}
-    candidate["rolled_back_from"] = current.get("version") if current else None
-    return gguf_path, candidate, target["probe_request"]
+        raise RuntimeError(f"release {target.version}: its GGUF is gone from {store.url}; cannot roll back to it") from exc
+    if not gguf_path.exists() or file_sha256(gguf_path) != target.model_sha256:
+        raise RuntimeError(f"{gguf_path}: missing or changed since release {target.version}; cannot roll back to it")
+    candidate = target.model_dump(include={"version", "model_sha256", "quantization", "task_accuracy", "inputs"})
+    candidate["rolled_back_from"] = current.version if current else None
+    return gguf_path, candidate, target.probe_request

@@ -3,7 +3,6 @@
 
 from dagster import AssetCheckExecutionContext, MetadataValue, asset_check
 
-from llmops_assets.core import releases
 from llmops_assets.core.storage import read_json
 from llmops_assets.deployment import release, targets
 from llmops_assets.orchestration.resources import ArtifactStoreResource, PipelineConfig, gate_result
@@ -26,7 +25,8 @@ def gguf_fidelity(context: AssetCheckExecutionContext, pipeline: PipelineConfig,
 def serving_health(context: AssetCheckExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
     deployment = pipeline.settings.stages.deployment
     home = artifacts.home_path
-    status = releases.read_status(home)
+    champion = artifacts.registry.champion()
+    status = champion.view() if champion else None
     target = targets.target_of(status, deployment, home) if status else None
     if target is None or not target.serving(status):
         reason = "nothing is being served" if status is None else f"{status['model']} on {status['server']} is not serving"

@@ -2,7 +2,6 @@
 
 from dagster import AssetExecutionContext, MetadataValue, asset
 
-from llmops_assets.core import releases
 from llmops_assets.core.plots import confusion_png
 from llmops_assets.core.storage import read_json, read_jsonl, write_json, write_jsonl
 from llmops_assets.core.tools import ToolSchema
@@ -24,7 +23,8 @@ def eval_report(context: AssetExecutionContext, pipeline: PipelineConfig, artifa
     model = artifacts.upstream(context, "cpt_model")
     adapter = artifacts.upstream(context, "dpo_adapter")
     data = artifacts.upstream(context, "curated_dataset")
-    champion = releases.champion(artifacts.home_path)
+    champion = artifacts.registry.champion()
+    champion = champion.view() if champion else None
     inputs = {"base_model": base.version, "cpt_model": model.version, "dpo_adapter": adapter.version,
               "curated_dataset": data.version,
               "champion": champion["version"] if champion else "base model"}
