@@ -6,7 +6,9 @@ import json
 import os
 from pathlib import Path
 
-from llmops_assets.definitions import defs
+import pytest
+
+from llmops_assets.definitions import build_definitions, defs
 from llmops_assets_tests.graph import describe
 
 SNAPSHOT = Path(__file__).parent / "asset_graph.json"
@@ -28,3 +30,8 @@ def test_the_contract_asset_keys_exist_and_every_check_blocks_or_says_why():
     assets = describe(defs)["assets"]
     assert CONTRACT_KEYS <= assets.keys()
     assert all(check["blocking"] for asset in assets.values() for check in asset["checks"].values())
+
+
+def test_an_unknown_environment_is_refused_naming_the_known_ones():
+    with pytest.raises(ValueError, match=r"LLMOPS_ENVIRONMENT='cluster' is not an environment; choose one of \['local'\]"):
+        build_definitions(environment="cluster")
