@@ -61,6 +61,26 @@ def _merge(target: dict, changes: dict) -> None:
             target[key] = value
 
 
+@pytest.fixture(scope="session")
+def s3_double_server():
+    """One S3 test double (moto's server mode on 127.0.0.1) for the whole session: s3fs caches
+    its clients per process, so every test talks to the same endpoint."""
+    from llmops_assets_tests.s3_double import s3_double
+
+    with s3_double() as environment:
+        yield environment
+
+
+@pytest.fixture
+def s3_bucket(s3_double_server, monkeypatch) -> str:
+    """A fresh bucket on the S3 double, its credentials and endpoint in the environment; its URL."""
+    from llmops_assets_tests.s3_double import new_bucket
+
+    for name, value in s3_double_server.items():
+        monkeypatch.setenv(name, value)
+    return new_bucket(s3_double_server)
+
+
 @pytest.fixture(autouse=True)
 def _no_telemetry(monkeypatch):
     monkeypatch.setenv("DAGSTER_DISABLE_TELEMETRY", "1")

@@ -19,7 +19,7 @@ MOTO_SERVER = Path(sys.executable).parent / "moto_server"
 
 
 @contextmanager
-def s3_double(monkeypatch=None) -> Iterator[dict[str, str]]:
+def s3_double() -> Iterator[dict[str, str]]:
     """Start the double; yield the environment a client needs (endpoint, dummy credentials)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

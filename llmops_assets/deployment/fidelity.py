@@ -10,6 +10,8 @@ from llmops_assets.core.chat import parse_tool_call
 from llmops_assets.core.inference import generate_with_llamacpp
 from llmops_assets.core.scoring import score
 from llmops_assets.core.tools import ToolSchema
+from llmops_assets.core.verdicts import Verdict
+from llmops_assets.deployment.config import DeploymentGate
 
 
 def replay(gguf_path: Path, predictions: list[dict[str, Any]], schema: ToolSchema, stop: str,
@@ -30,3 +32,10 @@ def replay(gguf_path: Path, predictions: list[dict[str, Any]], schema: ToolSchem
             for a, p in zip(answers, predictions, strict=True) if a.strip() != p["answer"].strip()
         ],
     }
+
+
+def fidelity_verdict(fidelity: dict[str, Any], gate: DeploymentGate) -> Verdict:
+    """The GGUF is faithful when its tool-call accuracy is at most `max_fidelity_drop` below the
+    evaluated model's on the same prompts."""
+    drop = fidelity["evaluated_task_accuracy"] - fidelity["gguf_task_accuracy"]
+    return Verdict("accuracy_drop", drop, gate.max_fidelity_drop, drop <= gate.max_fidelity_drop)

@@ -119,12 +119,26 @@ def gate_result(name: str, value: float, threshold: float, passed: bool, **metad
 
 
 def verdict_result(verdict: Verdict, **metadata) -> AssetCheckResult:
-    """ERROR severity blocks what follows; a non-blocking verdict fails as a WARN."""
+    """A failed blocking verdict fails its check (ERROR: what follows does not run). A verdict
+    configured not to block passes its check, with verdict WARN in the metadata: to Dagster's
+    automation a failed check holds back what follows whatever its severity, so only a check
+    that passes lets the flow go on. The stage's non-blocking `*_warnings` check reports it."""
     return AssetCheckResult(
-        passed=verdict.passed,
-        severity=AssetCheckSeverity.ERROR if verdict.blocking else AssetCheckSeverity.WARN,
+        passed=verdict.passed or not verdict.blocking,
+        severity=AssetCheckSeverity.ERROR,
         metadata={"gate": verdict.gate, "value": verdict.value, "threshold": verdict.threshold,
                   "verdict": verdict.label, **({"note": verdict.note} if verdict.note else {}), **metadata},
+    )
+
+
+def warnings_result(verdicts: list[Verdict]) -> AssetCheckResult:
+    """The non-blocking check that fails, as a WARN, when gates configured to warn failed."""
+    warned = [v for v in verdicts if not v.passed and not v.blocking]
+    return AssetCheckResult(
+        passed=not warned, severity=AssetCheckSeverity.WARN,
+        metadata={"gate": "warnings", "value": len(warned), "threshold": 0, "verdict": "WARN" if warned else "PASS",
+                  "warnings": MetadataValue.json([{"gate": v.gate, "value": v.value, "threshold": v.threshold,
+                                                   "note": v.note} for v in warned])},
     )
 
 

@@ -29,7 +29,9 @@ def test_the_asset_graph_matches_its_snapshot():
 def test_the_contract_asset_keys_exist_and_every_check_blocks_or_says_why():
     assets = describe(defs)["assets"]
     assert CONTRACT_KEYS <= assets.keys()
-    assert all(check["blocking"] for asset in assets.values() for check in asset["checks"].values())
+    # Every gate blocks; only the checks that report gates configured to warn do not.
+    assert all(check["blocking"] != name.endswith("_warnings")
+               for asset in assets.values() for name, check in asset["checks"].items())
 
 
 def test_an_unknown_environment_is_refused_naming_the_known_ones():

@@ -9,23 +9,13 @@ import pytest
 
 from llmops_assets.core.releases import STATUS_FILE, Release, ReleaseRegistry, read_status
 from llmops_assets.core.storage import ArtifactStore
-from llmops_assets_tests.s3_double import new_bucket, s3_double
-
-
-@pytest.fixture(scope="module")
-def s3_environment():
-    with s3_double() as environment:
-        yield environment
 
 
 @pytest.fixture(params=["folder", "s3"])
-def store(request, tmp_path, monkeypatch):
+def store(request, tmp_path):
     if request.param == "folder":
         return ArtifactStore(tmp_path / "artifacts")
-    environment = request.getfixturevalue("s3_environment")
-    for name, value in environment.items():
-        monkeypatch.setenv(name, value)
-    return ArtifactStore(f"{new_bucket(environment)}/artifacts", cache_dir=tmp_path / "cache")
+    return ArtifactStore(f"{request.getfixturevalue('s3_bucket')}/artifacts", cache_dir=tmp_path / "cache")
 
 
 def release(number: int, version: str, **changes) -> Release:

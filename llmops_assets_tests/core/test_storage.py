@@ -14,23 +14,13 @@ import fsspec
 import pytest
 
 from llmops_assets.core.storage import MANIFEST, ArtifactStore
-from llmops_assets_tests.s3_double import new_bucket, s3_double
-
-
-@pytest.fixture(scope="module")
-def s3_environment():
-    with s3_double() as environment:
-        yield environment
 
 
 @pytest.fixture(params=["folder", "s3"])
-def store_url(request, tmp_path, monkeypatch):
+def store_url(request, tmp_path):
     if request.param == "folder":
         return str(tmp_path / "artifacts")
-    environment = request.getfixturevalue("s3_environment")
-    for name, value in environment.items():
-        monkeypatch.setenv(name, value)
-    return f"{new_bucket(environment)}/artifacts"
+    return f"{request.getfixturevalue('s3_bucket')}/artifacts"
 
 
 def test_a_version_is_published_with_its_manifest_and_read_back_through_a_fresh_cache(store_url, tmp_path):

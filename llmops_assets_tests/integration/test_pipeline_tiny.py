@@ -6,8 +6,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from dagster import AssetKey, DagsterInstance, SkipReason, build_sensor_context
+from dagster import AssetKey, AssetMaterialization, DagsterInstance, SkipReason, build_sensor_context
 
+from llmops_assets.cli import root_cause
 from llmops_assets.core import releases
 from llmops_assets.core.inference import chat_completion
 from llmops_assets.core.rows import file_fingerprints
@@ -21,7 +22,6 @@ from llmops_assets.settings import load_settings
 from llmops_assets_tests.conftest import TINY_CONFIG, derived_config, gate_count, registry_of, stop_servers
 from llmops_assets_tests.graph import describe
 from llmops_assets_tests.ollama_double import OllamaDouble
-from llmops_assets_tests.s3_double import new_bucket, s3_double
 
 DOWNSTREAM_OF_TRAINING = {"dpo_adapter", "eval_report", "merged_model", "gguf_model", "deployed_model"}
 
@@ -178,6 +178,65 @@ def test_a_failed_gate_blocks_everything_downstream_and_keeps_what_is_served(pip
     assert servers.is_alive(after["pid"])
 
 
+def failures(result) -> dict[str, str]:
+    return {f.step_key: root_cause(f.step_failure_data.error) for f in result.get_step_failure_events()}
+
+
+def test_no_job_or_selection_ships_a_candidate_that_failed_or_skipped_evaluation(pipeline, tmp_path):
+    instance, home, _ = pipeline
+    before = releases.read_status(home)
+    (tmp_path / "strict").mkdir()
+    strict = derived_config(tmp_path / "strict", {"stages": {"evaluation": {"quality_gate": {"min_task_accuracy": 1.0}}}})
+    assert not run_pipeline(instance, strict, home).success  # the candidate fails evaluation
+
+    deploy_only = run_pipeline(instance, strict, home, job="deploy_only")
+    assert "did not pass evaluation (task_accuracy" in failures(deploy_only)["merged_model"]
+
+    deployment = [AssetKey(name) for name in ("merged_model", "gguf_model", "deployed_model")]
+    selected = build_definitions(PipelineConfig(config_path=str(strict)), ArtifactStoreResource(home=str(home))) \
+        .resolve_job_def("full_pipeline").execute_in_process(asset_selection=deployment, instance=instance,
+                                                             raise_on_error=False)
+    assert "did not pass evaluation" in failures(selected)["merged_model"]
+
+    (tmp_path / "retrained").mkdir()
+    retrained = derived_config(tmp_path / "retrained", {"stages": {"training": {"max_steps": 6}}})
+    training = [AssetKey(name) for name in ("sft_adapter", "dpo_adapter")]
+    assert build_definitions(PipelineConfig(config_path=str(retrained)), ArtifactStoreResource(home=str(home))) \
+        .resolve_job_def("full_pipeline").execute_in_process(asset_selection=training, instance=instance).success
+    unevaluated = run_pipeline(instance, retrained, home, job="deploy_only")
+    assert "was never evaluated" in failures(unevaluated)["merged_model"]
+    assert releases.read_status(home) == before and servers.is_alive(before["pid"])
+
+
+def test_an_unfaithful_gguf_is_never_served(pipeline, tmp_path):
+    """The fidelity gate fails through its check, and deployed_model refuses the GGUF itself."""
+    instance, home, _ = pipeline
+    before = releases.read_status(home)
+    store = ArtifactStore(home / "artifacts")
+    gguf = latest(instance, "gguf_model")
+    fidelity = json.loads((gguf.path / "fidelity.json").read_text())
+    with store.write("gguf_model", inputs=gguf.manifest["inputs"], config={"unfaithful": True}) as out:
+        for name in ("model.gguf", "ollama.json", "Modelfile"):
+            (out.dir / name).write_bytes((gguf.path / name).read_bytes())
+        (out.dir / "fidelity.json").write_text(json.dumps(fidelity | {"evaluated_task_accuracy": 0.9,
+                                                                      "gguf_task_accuracy": 0.5}))
+        out.metrics = gguf.metrics
+    instance.report_runless_asset_event(AssetMaterialization("gguf_model", metadata={
+        "version": out.version, "artifact": store.url_of("gguf_model", out.version)}))
+    faithful = derived_config(tmp_path, {"stages": {"deployment": {"quality_gate": {"max_fidelity_drop": 0.05}}}})
+    checked = run_pipeline(instance, faithful, home, job="checks_only")
+    [fidelity_check] = [e for e in checked.get_asset_check_evaluations() if e.check_name == "gguf_fidelity"]
+    assert not fidelity_check.passed and fidelity_check.metadata["value"].value == pytest.approx(0.4)
+    deployment = [AssetKey("deployed_model")]
+    attempt = build_definitions(PipelineConfig(config_path=str(faithful)), ArtifactStoreResource(home=str(home))) \
+        .resolve_job_def("full_pipeline").execute_in_process(asset_selection=deployment, instance=instance,
+                                                             raise_on_error=False)
+    assert "is not faithful to the evaluated model" in failures(attempt)["deployed_model"]
+    assert releases.read_status(home) == before
+    instance.report_runless_asset_event(AssetMaterialization("gguf_model", metadata={
+        "version": gguf.version, "artifact": gguf.url}))  # the real one is the latest again
+
+
 def test_rollback_serves_the_previous_release_again_without_retraining(pipeline, tmp_path):
     instance, home, _ = pipeline
     first = releases.read_status(home)
@@ -300,32 +359,29 @@ def _is_json(text: str) -> bool:
     return True
 
 
-def test_the_pipeline_runs_with_its_artifact_root_on_s3(tmp_path, monkeypatch):
+def test_the_pipeline_runs_with_its_artifact_root_on_s3(tmp_path, s3_bucket):
     """The whole graph with artifacts on S3 (moto's server mode on 127.0.0.1, a test double of
     S3): every gate passes, every version is in the bucket with its manifest, nothing is kept in
     a local artifact folder, and a rerun with nothing changed reuses what is there."""
-    with s3_double() as environment:
-        for name, value in environment.items():
-            monkeypatch.setenv(name, value)
-        url = f"{new_bucket(environment)}/artifacts"
-        home = tmp_path / "home"
-        resources = (PipelineConfig(config_path=str(TINY_CONFIG)), ArtifactStoreResource(home=str(home), url=url))
-        instance = DagsterInstance.ephemeral()
-        try:
-            result = build_definitions(*resources).resolve_job_def("full_pipeline").execute_in_process(
-                instance=instance, raise_on_error=False)
-            assert result.success and all(e.passed for e in result.get_asset_check_evaluations())
-            store = ArtifactStore(url, cache_dir=tmp_path / "elsewhere")
-            for asset in describe(defs)["assets"]:
-                [artifact] = store.versions(asset)
-                metadata = instance.get_latest_materialization_event(AssetKey(asset)).asset_materialization.metadata
-                assert metadata["version"].value == artifact.version and metadata["artifact"].value == artifact.url
-            assert not (home / "artifacts").exists()
-            served = releases.read_status(home)
-            assert chat_completion(served["endpoint"], served["model"], [{"role": "user", "content": "list my tasks"}])
-            again = build_definitions(*resources).resolve_job_def("full_pipeline").execute_in_process(
-                instance=instance, raise_on_error=False)
-            assert again.success
-            assert all(len(store.versions(asset)) == 1 for asset in describe(defs)["assets"] if asset != "raw_examples")
-        finally:
-            stop_servers(home, ArtifactStore(url, cache_dir=home / "cache"))
+    url = f"{s3_bucket}/artifacts"
+    home = tmp_path / "home"
+    resources = (PipelineConfig(config_path=str(TINY_CONFIG)), ArtifactStoreResource(home=str(home), url=url))
+    instance = DagsterInstance.ephemeral()
+    try:
+        result = build_definitions(*resources).resolve_job_def("full_pipeline").execute_in_process(
+            instance=instance, raise_on_error=False)
+        assert result.success and all(e.passed for e in result.get_asset_check_evaluations())
+        store = ArtifactStore(url, cache_dir=tmp_path / "elsewhere")
+        for asset in describe(defs)["assets"]:
+            [artifact] = store.versions(asset)
+            metadata = instance.get_latest_materialization_event(AssetKey(asset)).asset_materialization.metadata
+            assert metadata["version"].value == artifact.version and metadata["artifact"].value == artifact.url
+        assert not (home / "artifacts").exists()
+        served = releases.read_status(home)
+        assert chat_completion(served["endpoint"], served["model"], [{"role": "user", "content": "list my tasks"}])
+        again = build_definitions(*resources).resolve_job_def("full_pipeline").execute_in_process(
+            instance=instance, raise_on_error=False)
+        assert again.success
+        assert all(len(store.versions(asset)) == 1 for asset in describe(defs)["assets"] if asset != "raw_examples")
+    finally:
+        stop_servers(home, ArtifactStore(url, cache_dir=home / "cache"))

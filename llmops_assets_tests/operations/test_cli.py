@@ -57,7 +57,8 @@ def test_check_fails_loudly_when_a_gate_fails(llmops, tmp_path):
     done = llmops("--config", str(strict), "check", "--select", "eval_report")
     assert done.returncode == 1, done.stdout[-3000:]
     gates = gate_table(done.stdout)
-    assert set(gates) == {f"eval_report:{gate}" for gate in ("task_accuracy", "llm_judge", "no_regression", "safety")}, gates
+    assert set(gates) == {f"eval_report:{gate}" for gate in ("task_accuracy", "llm_judge", "no_regression", "safety",
+                                                             "evaluation_warnings")}, gates
     assert gates["eval_report:task_accuracy"] == "FAIL"
 
 

@@ -1,12 +1,13 @@
 """The real `dagster-daemon` on a throwaway instance: a data file dropped into the source folder
 launches one ingest run, the downstream stages follow through declarative automation and every
-gate, and later ticks launch nothing more."""
+gate (one of them warning, as the untrusted local judge does by default), and later ticks launch
+nothing more."""
 
 import shutil
 import time
 
 import pytest
-from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster import AssetCheckKey, AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter
 
 from llmops_assets.core import releases
 from llmops_assets.core.storage import write_jsonl
@@ -32,7 +33,10 @@ def test_new_data_flows_through_every_gate_to_a_new_deployment(tmp_path):
     sources = tmp_path / "incoming"
     sources.mkdir()
     shutil.copy(SEED_FILE, sources / "seed.jsonl")
-    config = derived_config(tmp_path, {"stages": {"data": {"sources": [str(sources)]}}})
+    # The judge is made untrusted with on_untrusted: warn, as the local judge is on CPU by default:
+    # a gate that warns must not hold back what follows.
+    config = derived_config(tmp_path, {"stages": {"data": {"sources": [str(sources)]},
+                                                  "evaluation": {"judge": {"min_agreement": 1.0, "on_untrusted": "warn"}}}})
     env = instance_env(tmp_path, config)
     instance = DagsterInstance.from_config(env["DAGSTER_HOME"])
     log = tmp_path / "daemon.log"
@@ -64,5 +68,8 @@ def test_new_data_flows_through_every_gate_to_a_new_deployment(tmp_path):
             time.sleep(25)  # several sensor (5 s) and automation (10 s) ticks
             assert len(instance.get_runs()) == settled, "ticks after the flow launched new runs"
             assert all(r.status == DagsterRunStatus.SUCCESS for r in finished_runs(instance))
+            warnings = instance.get_latest_asset_check_evaluation_record(
+                AssetCheckKey(AssetKey("eval_report"), "evaluation_warnings"))
+            assert warnings.event.dagster_event.event_specific_data.passed is False  # the warning was raised
     finally:
         stop_servers(tmp_path / "llmops")

@@ -1,4 +1,9 @@
-"""Deployment group: merge -> GGUF -> served release. Runs only after every upstream gate passed."""
+"""Deployment group: merge -> GGUF -> served release.
+
+Automation starts these only after every upstream gate passed; each asset also refuses, itself, a
+candidate whose evaluation did not pass or whose GGUF is not faithful to what was evaluated, so
+no job, selection or UI click can walk around the gates.
+"""
 
 
 import shutil
@@ -14,17 +19,24 @@ from llmops_assets.core.releases import ReleaseRegistry
 from llmops_assets.core.storage import Artifact, file_sha256, read_json, read_jsonl, write_json
 from llmops_assets.core.tools import ToolSchema
 from llmops_assets.deployment import export, packaging, release, targets
-from llmops_assets.deployment.fidelity import replay
+from llmops_assets.deployment.fidelity import fidelity_verdict, replay
+from llmops_assets.evaluation.gates import evaluation_verdicts
 from llmops_assets.orchestration.conditions import AFTER_UPSTREAM_GATES
 from llmops_assets.orchestration.resources import ArtifactStoreResource, PipelineConfig, artifact_result
 
 
 @asset(automation_condition=AFTER_UPSTREAM_GATES, group_name="deployment", deps=["eval_report", "cpt_model", "dpo_adapter"],
        description="The evaluated LoRA adapter merged into the model it was trained on, as a Hugging Face folder.")
-def merged_model(context: AssetExecutionContext, artifacts: ArtifactStoreResource):
+def merged_model(context: AssetExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
     base = artifacts.upstream(context, "cpt_model")
     adapter = artifacts.upstream(context, "dpo_adapter")
     evaluated = artifacts.upstream(context, "eval_report")
+    evaluated_pair = (evaluated.manifest["inputs"].get("cpt_model"), evaluated.manifest["inputs"].get("dpo_adapter"))
+    if evaluated_pair != (base.version, adapter.version):
+        raise GateNotPassed(f"dpo_adapter {adapter.version} on cpt_model {base.version} was never evaluated (the latest "
+                            f"eval_report {evaluated.version} evaluated {evaluated_pair[1]} on {evaluated_pair[0]}): "
+                            "materialize eval_report first")
+    require_passed_evaluation(artifacts, pipeline, evaluated.version)
     inputs = {"cpt_model": base.version, "dpo_adapter": adapter.version, "eval_report": evaluated.version}
 
     def build(out):
@@ -43,7 +55,8 @@ def gguf_model(context: AssetExecutionContext, pipeline: PipelineConfig, artifac
     settings = pipeline.settings
     deployment = settings.stages.deployment
     merged = artifacts.upstream(context, "merged_model")
-    evaluated = artifacts.upstream(context, "eval_report")
+    evaluated = artifacts.store.get("eval_report", merged.manifest["inputs"]["eval_report"])
+    require_passed_evaluation(artifacts, pipeline, evaluated.version)
     inputs = {"merged_model": merged.version, "eval_report": evaluated.version}
     config = {"quantization": deployment.quantization}
 
@@ -93,6 +106,11 @@ def deployed_model(context: AssetExecutionContext, config: DeployConfig, pipelin
         context.log.info(f"rolling back from {candidate['rolled_back_from']} to {candidate['version']}")
     else:
         gguf = artifacts.upstream(context, "gguf_model")
+        require_passed_evaluation(artifacts, pipeline, gguf.manifest["inputs"]["eval_report"])
+        fidelity = fidelity_verdict(read_json(gguf.path / "fidelity.json"), settings.stages.deployment.quality_gate)
+        if not fidelity.passed:
+            raise GateNotPassed(f"gguf_model {gguf.version} is not faithful to the evaluated model: {fidelity.gate} "
+                                f"{fidelity.value:.3f} > {fidelity.threshold}; it will not be served")
         inputs = {name: artifacts.upstream(context, name).version
                   for name in ("gguf_model", "eval_report", "curated_dataset", "base_model")}
         test = read_jsonl(artifacts.upstream(context, "curated_dataset").path / "test.jsonl")
@@ -118,6 +136,22 @@ def deployed_model(context: AssetExecutionContext, config: DeployConfig, pipelin
         out.metrics = {"version": served.version, "endpoint": served.endpoint, **served.probe}
     context.log.info(f"serving {served.version} as {served.model} on {served.server} at {served.endpoint}")
     return _deployed_result(artifacts.store.get("deployed_model", out.version))
+
+
+class GateNotPassed(RuntimeError):
+    """A deployment asset was asked to ship a candidate that did not pass its gates."""
+
+
+def require_passed_evaluation(artifacts: ArtifactStoreResource, pipeline: PipelineConfig, eval_version: str) -> None:
+    """Every blocking evaluation gate of `eval_version`, judged with the thresholds in force now,
+    passed; else GateNotPassed naming the failed gates."""
+    report = read_json(artifacts.store.get("eval_report", eval_version).path / "eval_report.json")
+    failed = [v for v in evaluation_verdicts(report, pipeline.settings.stages.evaluation).values()
+              if v.blocking and not v.passed]
+    if failed:
+        reasons = "; ".join(f"{v.gate} {v.value:.3f} vs threshold {v.threshold}" for v in failed)
+        raise GateNotPassed(f"eval_report {eval_version} did not pass evaluation ({reasons}): its candidate is "
+                            "neither merged, exported nor served, whatever job or selection asks for it")
 
 
 def _current_deployment(artifacts: ArtifactStoreResource, candidate: dict, settings) -> Artifact | None:

@@ -5,19 +5,18 @@ from dagster import AssetCheckExecutionContext, MetadataValue, asset_check
 
 from llmops_assets.core.storage import read_json
 from llmops_assets.deployment import release, targets
-from llmops_assets.orchestration.resources import ArtifactStoreResource, PipelineConfig, gate_result
+from llmops_assets.deployment.fidelity import fidelity_verdict
+from llmops_assets.orchestration.resources import ArtifactStoreResource, PipelineConfig, gate_result, verdict_result
 
 
 @asset_check(asset="gguf_model", blocking=True,
              description="The quantized GGUF's tool-call accuracy is within max_fidelity_drop of the evaluated model's.")
 def gguf_fidelity(context: AssetCheckExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
     fidelity = read_json(artifacts.upstream(context, "gguf_model").path / "fidelity.json")
-    drop = fidelity["evaluated_task_accuracy"] - fidelity["gguf_task_accuracy"]
-    threshold = pipeline.settings.stages.deployment.quality_gate.max_fidelity_drop
-    return gate_result("accuracy_drop", drop, threshold, drop <= threshold,
-                       gguf_task_accuracy=fidelity["gguf_task_accuracy"],
-                       evaluated_task_accuracy=fidelity["evaluated_task_accuracy"],
-                       greedy_agreement=fidelity["greedy_agreement"])
+    return verdict_result(fidelity_verdict(fidelity, pipeline.settings.stages.deployment.quality_gate),
+                          gguf_task_accuracy=fidelity["gguf_task_accuracy"],
+                          evaluated_task_accuracy=fidelity["evaluated_task_accuracy"],
+                          greedy_agreement=fidelity["greedy_agreement"])
 
 
 @asset_check(asset="deployed_model", blocking=True,

@@ -1,12 +1,12 @@
 """Evaluation gates on `eval_report`: accuracy, judge, regression, safety (thresholds from
 `stages.evaluation.quality_gate`). An untrusted judge fails its gate; with on_untrusted: warn
-the failure is a warning that does not block deployment."""
+the gate reports WARN without blocking deployment, and `evaluation_warnings` carries the warning."""
 
 from dagster import AssetCheckExecutionContext, AssetCheckResult, MetadataValue, asset_check
 
 from llmops_assets.core.storage import read_json
 from llmops_assets.evaluation.gates import evaluation_verdicts
-from llmops_assets.orchestration.resources import ArtifactStoreResource, PipelineConfig, verdict_result
+from llmops_assets.orchestration.resources import ArtifactStoreResource, PipelineConfig, verdict_result, warnings_result
 
 
 def _gate(context, pipeline: PipelineConfig, artifacts: ArtifactStoreResource, name: str, **extra) -> AssetCheckResult:
@@ -40,3 +40,11 @@ def no_regression(context: AssetCheckExecutionContext, pipeline: PipelineConfig,
 def safety(context: AssetCheckExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
     return _gate(context, pipeline, artifacts, "safety", failures=lambda r: r["safety_check"]["failures"],
                  over_refusal_rate=lambda r: r["safety_check"]["over_refusal_rate"])
+
+
+@asset_check(asset="eval_report", blocking=False,
+             description="Gates configured to warn instead of block (an untrusted judge with on_untrusted: warn, "
+                         "safety with block_on_safety: false): fails as a WARN naming them; never holds back what follows.")
+def evaluation_warnings(context: AssetCheckExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
+    report = read_json(artifacts.upstream(context, "eval_report").path / "eval_report.json")
+    return warnings_result(list(evaluation_verdicts(report, pipeline.settings.stages.evaluation).values()))
