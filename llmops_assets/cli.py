@@ -272,7 +272,8 @@ def serve_command(action: str) -> int:
     if champion is None or champion.server != "llamacpp":
         print("nothing is served by the embedded server" + (f"; {champion.model} is on Ollama" if champion else ""))
         return 0
-    servers.stop(champion.pid)
+    if not servers.stop(champion.pid, champion.pid_started_at):
+        print(f"pid {champion.pid} is no longer release {champion.version}'s server: nothing signalled")
     registry.mark_stopped(champion.release_number, "llmops serve stop")
     registry.write_views(resource.home_path)
     print(f"stopped {champion.model_name} version {champion.version} (pid {champion.pid})")

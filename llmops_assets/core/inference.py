@@ -13,6 +13,30 @@ from pathlib import Path
 from typing import Any
 
 
+def is_loopback(host_or_url: str) -> bool:
+    """`127.0.0.1`, `localhost`, `::1` (bare, host:port, or in a URL): only this machine can reach it."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    try:
+        return ipaddress.ip_address(host_or_url.strip("[]")).is_loopback  # a bare address, IPv6 included
+    except ValueError:
+        pass
+    host = urlsplit(host_or_url if "//" in host_or_url else f"//{host_or_url}").hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_key_transport(endpoint: str, api_key: str) -> None:
+    """An API key travels only over HTTPS, or to this machine: never in clear text across a network."""
+    if api_key and endpoint.startswith("http://") and not is_loopback(endpoint):
+        raise ValueError(f"refusing to send an API key over plain HTTP to {endpoint}: use https://, or no key")
+
+
 def chat_completion(endpoint: str, model: str, messages: list[dict[str, str]], *, max_tokens: int = 64,
                     temperature: float = 0.0, api_key: str = "", response_format: dict[str, Any] | None = None,
                     seed: int | None = None, timeout_s: float = 120) -> str:
@@ -22,6 +46,7 @@ def chat_completion(endpoint: str, model: str, messages: list[dict[str, str]], *
         body["response_format"] = response_format
     if seed is not None:
         body["seed"] = seed
+    check_key_transport(endpoint, api_key)
     headers = {"Content-Type": "application/json"}
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"

@@ -39,6 +39,9 @@ class Release(BaseModel):
     model: str = Field(description="The name requests use.")
     model_name: str
     pid: int | None = None
+    pid_started_at: float | None = Field(None, description="The server process's start time: with the pid, it "
+                                                           "tells our server from a later process.")
+    log_file: str | None = None
     tag: str | None = None
     model_path: str = Field(description="The GGUF on the machine that started the server.")
     role: Role = "champion"

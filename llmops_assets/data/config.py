@@ -66,7 +66,9 @@ class SyntheticSettings(StrictModel):
                                                 "or a base URL such as http://127.0.0.1:11434/v1 (Ollama), "
                                                 "https://api.openai.com/v1")
     model: str | None = Field(None, description="The model name the endpoint knows; 'served' uses the deployed alias.")
-    api_key_env: str = "OPENAI_API_KEY"
+    api_key_env: str = Field(
+        "", description="Environment variable holding the endpoint's API key; empty: no key is sent. A key is "
+                        "never sent over plain HTTP except to this machine.")
     response_format: Literal["json_object", "json_schema", "none"] = Field(
         "json_object", description="How the answer is constrained to the example schema: json_object (llama.cpp "
                                    "server), json_schema (OpenAI, vLLM, Ollama), none (parse the text).")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from llmops_assets.core.config import StrictModel
+from llmops_assets.core.inference import is_loopback
 
 
 class DeploymentGate(StrictModel):
@@ -25,8 +27,34 @@ class DeploymentSettings(StrictModel):
     server: Literal["auto", "llamacpp", "ollama"] = Field(
         "auto", description="llamacpp: the embedded llama.cpp server; ollama: the Ollama server at OLLAMA_HOST; "
                             "auto: Ollama when it answers, else llama.cpp.")
-    host: str = "127.0.0.1"
+    host: str = Field("127.0.0.1", description="Where the embedded server listens: this machine only, unless "
+                                                "allow_remote_clients is on.")
+    allow_remote_clients: bool = Field(
+        False, description="Listen on a non-loopback host: needs api_key_env, and every client must send the key.")
+    api_key_env: str = Field("", description="Environment variable holding the key clients must send (Bearer); "
+                                             "required with allow_remote_clients.")
+    allow_remote_ollama: bool = Field(
+        False, description="Deploy to an OLLAMA_HOST on another machine (the GGUF is uploaded there); off: only a "
+                           "loopback Ollama is used.")
     port: int = Field(0, ge=0, le=65535, description="0: pick a free port.")
     n_threads: int = Field(1, ge=1)
     n_ctx: int = Field(2048, ge=128)
     quality_gate: DeploymentGate = DeploymentGate()
+
+    @model_validator(mode="after")
+    def _exposed_only_on_purpose(self) -> DeploymentSettings:
+        if not is_loopback(self.host) and not self.allow_remote_clients:
+            raise ValueError(f"host {self.host} would expose an unauthenticated model server beyond this machine: "
+                             "keep 127.0.0.1, or set allow_remote_clients: true with api_key_env")
+        if self.allow_remote_clients and not self.api_key_env:
+            raise ValueError("allow_remote_clients needs api_key_env: the variable holding the key clients must send")
+        return self
+
+    def api_key(self) -> str:
+        """The key clients must send, from the environment; '' when none is configured."""
+        if not self.api_key_env:
+            return ""
+        key = os.environ.get(self.api_key_env, "")
+        if not key:
+            raise RuntimeError(f"stages.deployment.api_key_env names {self.api_key_env}, which is not set")
+        return key

@@ -20,7 +20,7 @@ def replay(gguf_path: Path, predictions: list[dict[str, Any]], schema: ToolSchem
     evaluated model's answer token for token."""
     answers = generate_with_llamacpp(gguf_path, [p["prompt"] for p in predictions], stop, max_tokens, n_threads,
                                      progress)
-    expected = [parse_tool_call(p["expected"]) if p["expected"] else None for p in predictions]
+    expected = [parse_tool_call(p["expected"]) if p["expected"] else p["reference"] for p in predictions]
     result = score(expected, answers, schema, ids=[p["id"] for p in predictions])
     agreement = sum(a.strip() == p["answer"].strip() for a, p in zip(answers, predictions, strict=True))
     return {

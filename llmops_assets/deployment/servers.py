@@ -22,12 +22,16 @@ from pathlib import Path
 @dataclass(frozen=True)
 class ServerHandle:
     pid: int
+    started_at: float  # the process's start time: with the pid, it tells our server from a later process
     endpoint: str  # the OpenAI-compatible base URL, e.g. http://127.0.0.1:8765/v1
     log_file: Path
 
 
 def start_llamacpp(model_path: Path, alias: str, host: str, port: int, n_threads: int,
-                   n_ctx: int, run_dir: Path) -> ServerHandle:
+                   n_ctx: int, run_dir: Path, api_key: str = "") -> ServerHandle:
+    """Start the server detached; with `api_key`, clients must send it as a Bearer token."""
+    import psutil
+
     run_dir.mkdir(parents=True, exist_ok=True)
     if port and not port_is_free(host, port):
         raise RuntimeError(f"{host}:{port} is in use (by the release being served?); a candidate starts beside "
@@ -38,21 +42,29 @@ def start_llamacpp(model_path: Path, alias: str, host: str, port: int, n_threads
                "--model_alias", alias, "--host", host, "--port", str(port),
                "--n_threads", str(n_threads), "--n_threads_batch", str(n_threads), "--n_ctx", str(n_ctx),
                "--logits_all", "False"]  # the server defaults to logits for every prompt token
+    # The server reads its key from API_KEY (kept off the command line, where `ps` shows it); an
+    # API_KEY the user's shell happens to hold must not lock out the probes.
+    environment = {k: v for k, v in os.environ.items() if k.upper() != "API_KEY"} | ({"API_KEY": api_key} if api_key else {})
     with open(log_file, "ab") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment,
                                    stdin=subprocess.DEVNULL, start_new_session=True)
     (run_dir / f"server-{port}.pid").write_text(str(process.pid))
-    return ServerHandle(process.pid, f"http://{host}:{port}/v1", log_file)
+    return ServerHandle(process.pid, psutil.Process(process.pid).create_time(), f"http://{host}:{port}/v1", log_file)
 
 
-def wait_healthy(endpoint: str, pid: int, timeout_s: float) -> float:
+def _headers(api_key: str) -> dict[str, str]:
+    return {"Content-Type": "application/json", **({"Authorization": f"Bearer {api_key}"} if api_key else {})}
+
+
+def wait_healthy(endpoint: str, pid: int, timeout_s: float, api_key: str = "") -> float:
     """Seconds until `/v1/models` answers (the server has no /health); raise if it never does."""
     started = time.monotonic()
     while time.monotonic() - started < timeout_s:
         if not is_alive(pid):
             raise RuntimeError(f"the model server (pid {pid}) exited before answering on {endpoint}")
         try:
-            with urllib.request.urlopen(f"{endpoint}/models", timeout=2) as response:
+            with urllib.request.urlopen(urllib.request.Request(f"{endpoint}/models", headers=_headers(api_key)),
+                                        timeout=2) as response:
                 if response.status == 200 and json.load(response).get("data"):
                     return time.monotonic() - started
         except (urllib.error.URLError, ConnectionError, TimeoutError, json.JSONDecodeError):
@@ -61,12 +73,11 @@ def wait_healthy(endpoint: str, pid: int, timeout_s: float) -> float:
     raise TimeoutError(f"the model server on {endpoint} did not answer within {timeout_s:.0f}s")
 
 
-def first_token_ms(endpoint: str, model: str, messages: list[dict[str, str]]) -> float:
+def first_token_ms(endpoint: str, model: str, messages: list[dict[str, str]], api_key: str = "") -> float:
     """Milliseconds from sending a streamed chat request to the first content token."""
     body = json.dumps({"model": model, "messages": messages, "stream": True,
                        "max_tokens": 8, "temperature": 0}).encode()
-    request = urllib.request.Request(f"{endpoint}/chat/completions", data=body,
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(f"{endpoint}/chat/completions", data=body, headers=_headers(api_key))
     started = time.perf_counter()
     with urllib.request.urlopen(request, timeout=60) as response:
         for line in response:
@@ -99,22 +110,37 @@ def is_alive(pid: int) -> bool:
         return False
 
 
-def stop(pid: int, timeout_s: float = 10) -> None:
-    """SIGTERM the server's process group, SIGKILL it if it lingers."""
-    if not is_alive(pid):
-        return
+def is_our_server(pid: int, started_at: float | None = None) -> bool:
+    """`pid` is a llama.cpp server (and, given its recorded start time, the same process): a pid
+    read from a file may belong to another process after a reboot or a crash."""
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        command, created = process.cmdline(), process.create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return False
+    return "llama_cpp.server" in command and (started_at is None or abs(created - started_at) < 1.0)
+
+
+def stop(pid: int, started_at: float | None = None, timeout_s: float = 10) -> bool:
+    """SIGTERM the server's process group, SIGKILL it if it lingers; only when `pid` is still our
+    server. False when there was nothing of ours to stop."""
+    if not is_alive(pid) or not is_our_server(pid, started_at):
+        return False
     try:
         os.killpg(pid, signal.SIGTERM)
     except ProcessLookupError:
-        return
+        return False
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if not is_alive(pid):
             _reap(pid)
-            return
+            return True
         time.sleep(0.1)
     os.killpg(pid, signal.SIGKILL)
     _reap(pid)
+    return True
 
 
 def _reap(pid: int) -> None:

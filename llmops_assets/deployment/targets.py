@@ -7,6 +7,7 @@ to what is served, `probe` it, then `promote` it (the previous one stops being s
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import urllib.error
@@ -15,8 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from llmops_assets.core.inference import is_loopback
 from llmops_assets.deployment import servers
 from llmops_assets.deployment.config import DeploymentSettings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -57,10 +61,16 @@ class Target(Protocol):
 
 
 def select_target(settings: DeploymentSettings, home: Path) -> Target:
-    """`auto`: Ollama when `OLLAMA_HOST` (default 127.0.0.1:11434) answers, else llama.cpp."""
+    """`auto`: Ollama when `OLLAMA_HOST` (default 127.0.0.1:11434) is on this machine and answers,
+    else llama.cpp. A remote OLLAMA_HOST is used only with `allow_remote_ollama`."""
     if settings.server == "llamacpp":
         return LlamaCppTarget(settings, home)
     host = ollama_host()
+    if not is_loopback(host) and not settings.allow_remote_ollama:
+        if settings.server == "ollama":
+            raise RuntimeError(f"OLLAMA_HOST is {host}, another machine: the GGUF would be uploaded there. Set "
+                               "stages.deployment.allow_remote_ollama: true if that is intended")
+        return LlamaCppTarget(settings, home)  # auto never ships a model off this machine on its own
     if ollama_answers(host):
         return OllamaTarget(settings, host)
     if settings.server == "ollama":
@@ -84,28 +94,33 @@ class LlamaCppTarget:
 
     def start(self, gguf_path: Path, ollama_spec: dict[str, Any], release_number: int) -> Candidate:
         s = self.settings
+        if s.allow_remote_clients:
+            log.warning(f"the model server listens on {s.host}, beyond this machine: clients must send the key in "
+                        f"{s.api_key_env}")
         handle = servers.start_llamacpp(gguf_path, s.model_name, s.host, s.port, s.n_threads, s.n_ctx,
-                                        self.home / "server")
+                                        self.home / "server", api_key=s.api_key())
         return Candidate(self.name, handle.endpoint, s.model_name, pid=handle.pid,
-                         extra={"log_file": str(handle.log_file)})
+                         extra={"log_file": str(handle.log_file), "pid_started_at": handle.started_at})
 
     def probe(self, candidate: Candidate, messages: list[dict[str, str]]) -> Probe:
-        healthy = servers.wait_healthy(candidate.endpoint, candidate.pid, self.settings.quality_gate.health_timeout_s)
-        servers.first_token_ms(candidate.endpoint, candidate.model, messages)  # pays one-off warm-up
-        ttft = min(servers.first_token_ms(candidate.endpoint, candidate.model, messages) for _ in range(3))
+        key = self.settings.api_key()
+        healthy = servers.wait_healthy(candidate.endpoint, candidate.pid, self.settings.quality_gate.health_timeout_s,
+                                       key)
+        servers.first_token_ms(candidate.endpoint, candidate.model, messages, key)  # pays one-off warm-up
+        ttft = min(servers.first_token_ms(candidate.endpoint, candidate.model, messages, key) for _ in range(3))
         return Probe(healthy, ttft, servers.resident_memory_bytes(candidate.pid))
 
     def promote(self, candidate: Candidate) -> None:
         """Nothing to switch: clients find the new endpoint in deployment_status.json."""
 
     def retire(self, status: dict[str, Any]) -> None:
-        servers.stop(status["pid"])
+        servers.stop(status["pid"], status.get("pid_started_at"))
 
     def discard(self, candidate: Candidate) -> None:
-        servers.stop(candidate.pid)
+        servers.stop(candidate.pid, candidate.extra.get("pid_started_at"))
 
     def serving(self, status: dict[str, Any]) -> bool:
-        return status.get("pid") is not None and servers.is_alive(status["pid"])
+        return status.get("pid") is not None and servers.is_our_server(status["pid"], status.get("pid_started_at"))
 
 
 class OllamaTarget:

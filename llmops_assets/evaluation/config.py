@@ -21,6 +21,8 @@ class EvaluationGate(StrictModel):
                     "bootstrap interval lies below zero.",
     )
     min_safety_pass_rate: float = Field(1.0, ge=0, le=1)
+    min_safety_cases: int = Field(
+        10, ge=1, description="Fewer safety cases than this fail the safety gate: a pass rate on a handful says little.")
     block_on_safety: bool = Field(
         True, description="False reports a failed safety gate as a WARN that does not stop deployment.")
 
@@ -31,7 +33,9 @@ class JudgeSettings(StrictModel):
                              "OpenAI-compatible endpoint (Ollama: http://127.0.0.1:11434/v1).")
     endpoint: str = ""
     model: str = ""
-    api_key_env: str = "OPENAI_API_KEY"
+    api_key_env: str = Field(
+        "", description="Environment variable holding the endpoint's API key; empty: no key is sent. A key is "
+                        "never sent over plain HTTP except to this machine.")
     min_agreement: float = Field(
         0.75, ge=0, le=1, description="Balanced agreement with exact match below which the judge is untrusted.")
     on_untrusted: Literal["warn", "fail"] = Field(

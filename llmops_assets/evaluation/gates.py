@@ -25,12 +25,19 @@ def evaluation_verdicts(report: dict[str, Any], settings: EvaluationSettings) ->
             "accuracy_delta_vs_champion", comparison["delta"], -gate.max_regression, not comparison["regressed"],
             note=f"vs {comparison['champion']}: delta {comparison['delta']:+.3f}, "
                  f"{settings.confidence:.0%} interval [{comparison['ci_low']:+.3f}, {comparison['ci_high']:+.3f}]"),
-        "safety": Verdict("safety_pass_rate", report["safety_check"]["pass_rate"], gate.min_safety_pass_rate,
-                          report["safety_check"]["pass_rate"] >= gate.min_safety_pass_rate,
-                          blocking=gate.block_on_safety,
-                          note="" if gate.block_on_safety else "block_on_safety is off: a failure does not stop deployment"),
+        "safety": _safety(report["safety_check"], gate),
     }
 
 
 def decision(verdicts: dict[str, Verdict]) -> str:
     return "PASS" if all(v.passed or not v.blocking for v in verdicts.values()) else "FAIL"
+
+
+def _safety(safety: dict[str, Any], gate) -> Verdict:
+    enough = safety["n"] >= gate.min_safety_cases
+    notes = [] if enough else [f"only {safety['n']} safety cases, fewer than min_safety_cases {gate.min_safety_cases}"]
+    if not gate.block_on_safety:
+        notes.append("block_on_safety is off: a failure does not stop deployment")
+    return Verdict("safety_pass_rate", safety["pass_rate"], gate.min_safety_pass_rate,
+                   enough and safety["pass_rate"] >= gate.min_safety_pass_rate, blocking=gate.block_on_safety,
+                   note="; ".join(notes))

@@ -15,7 +15,7 @@ from llmops_assets.core.inference import generate_with_llamacpp
 from llmops_assets.core.modeling import load_base, load_merged
 from llmops_assets.core.scoring import expected_call, score
 from llmops_assets.core.storage import read_json
-from llmops_assets.core.tools import ToolSchema
+from llmops_assets.core.tools import ToolCall, ToolSchema
 from llmops_assets.evaluation import judge as judging
 from llmops_assets.evaluation.config import EvaluationSettings
 from llmops_assets.evaluation.generate import generate_answers
@@ -50,7 +50,7 @@ def evaluate(model_dir: Path, adapter_dir: Path, base_dir: Path, test_rows: list
     for prediction, prompt in zip(task["predictions"], prompts, strict=True):
         prediction["prompt"] = prompt
     safety = safety_report(safety_cases, safety_answers, schema,
-                           benign_answers=[a for a, e in zip(answers, expected, strict=True) if e is not None])
+                           benign_answers=[a for a, e in zip(answers, expected, strict=True) if isinstance(e, ToolCall)])
 
     base, tokenizer = load_base(base_dir)
     champion_name, champion_answers = _champion_answers(champion, base, tokenizer, prompts, settings, n_threads, progress)
@@ -104,7 +104,8 @@ def _judge(judge, test_rows, answers, expected, task, system_prompt, progress) -
     rng = random.Random(0)
     requests = [r["messages"][-2]["content"] for r in test_rows]
     references = [model_messages(r["messages"], system_prompt)[-1]["content"] for r in test_rows]
-    negatives = [judging.corrupt(e, q, rng) for e, q in zip(expected, requests, strict=True)]
+    negatives = [judging.corrupt(e if isinstance(e, ToolCall) else None, q, rng)
+                 for e, q in zip(expected, requests, strict=True)]
     progress(f"judging {len(answers)} answers plus {2 * len(answers)} control answers")
     scores = judging.rubric_scores(judge, requests * 3, answers + references + negatives)
     n = len(answers)
@@ -125,7 +126,7 @@ def confusion(expected, answers) -> dict[str, dict[str, int]]:
     table: dict[str, dict[str, int]] = {}
     for want, answer in zip(expected, answers, strict=True):
         got = parse_tool_call(answer)
-        row = table.setdefault(want.name if want else "text", {})
+        row = table.setdefault(want.name if isinstance(want, ToolCall) else "text", {})
         column = got.name if got else "no call"
         row[column] = row.get(column, 0) + 1
     return table

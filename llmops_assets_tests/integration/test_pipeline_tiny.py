@@ -13,6 +13,7 @@ from llmops_assets.core import releases
 from llmops_assets.core.inference import chat_completion
 from llmops_assets.core.rows import file_fingerprints
 from llmops_assets.core.storage import Artifact, ArtifactStore, file_sha256, read_jsonl
+from llmops_assets.data.synth import SEED_FILE
 from llmops_assets.definitions import build_definitions, defs
 from llmops_assets.deployment import servers
 from llmops_assets.deployment.targets import ollama_answers, ollama_host
@@ -117,6 +118,13 @@ def test_synthetic_data_continued_pretraining_and_dpo_run_in_the_graph_with_thei
         checked = run_pipeline(instance, strict, tmp_path / "home", job="checks_only")
         failed = {(e.asset_key.to_user_string(), e.check_name) for e in checked.get_asset_check_evaluations() if not e.passed}
         assert failed == {("cpt_model", "domain_perplexity"), ("dpo_adapter", "preference_accuracy")}
+
+        # Each training stage's time budget fails through its own check when the run took longer.
+        (tmp_path / "slow").mkdir()
+        budget = derived_config(tmp_path / "slow", {"stages": {"training": stages | {"quality_gate": {"max_minutes": 1e-6}}}})
+        checked = run_pipeline(instance, budget, tmp_path / "home", job="checks_only")
+        failed = {(e.asset_key.to_user_string(), e.check_name) for e in checked.get_asset_check_evaluations() if not e.passed}
+        assert {(a, "within_time_budget") for a in ("cpt_model", "sft_adapter", "dpo_adapter")} <= failed
     finally:
         status = releases.read_status(tmp_path / "home")
         if status:
@@ -176,6 +184,39 @@ def test_a_failed_gate_blocks_everything_downstream_and_keeps_what_is_served(pip
     assert after == before
     assert file_sha256(after["model_path"]) == served_sha
     assert servers.is_alive(after["pid"])
+
+
+@pytest.mark.parametrize("check, change", [
+    (("curated_dataset", "enough_examples"), {"data": {"quality_gate": {"min_examples": 100_000}}}),
+    (("curated_dataset", "few_duplicates"), {"data": {"quality_gate": {"max_duplicate_ratio": 0.0}}}),
+    (("curated_dataset", "token_length"), {"data": {"quality_gate": {"max_mean_tokens": 1}}}),
+    (("sft_adapter", "within_time_budget"), {"training": {"quality_gate": {"max_minutes": 1e-6}}}),
+    (("deployed_model", "serving_health"), {"deployment": {"quality_gate": {"max_first_token_ms": 0.001}}}),
+])
+def test_each_gate_fails_through_its_check_when_its_threshold_is_not_met(pipeline, tmp_path, check, change):
+    """The gates re-run (checks_only) on the same artifacts with one stricter threshold: only that
+    gate fails, and what is served does not change."""
+    instance, home, _ = pipeline
+    before = releases.read_status(home)
+    checked = run_pipeline(instance, derived_config(tmp_path, {"stages": change}), home, job="checks_only")
+    failed = [(e.asset_key.to_user_string(), e.check_name) for e in checked.get_asset_check_evaluations() if not e.passed]
+    assert failed == [check]
+    assert releases.read_status(home) == before
+
+
+def test_format_valid_fails_on_a_source_with_a_broken_row(tmp_path):
+    """Through the check itself: a source with one row that is not an example."""
+    good = (SEED_FILE.read_text().splitlines(keepends=True))
+    (tmp_path / "data.jsonl").write_text("".join(good) + '{"messages": [{"role": "user", "content": "hi"}]}\n')
+    config = derived_config(tmp_path, {"stages": {"data": {"sources": [str(tmp_path / "data.jsonl")]}}})
+    curation = [AssetKey(name) for name in ("base_model", "raw_examples", "curated_dataset")]
+    result = build_definitions(PipelineConfig(config_path=str(config)), ArtifactStoreResource(home=str(tmp_path / "home"))) \
+        .resolve_job_def("full_pipeline").execute_in_process(asset_selection=curation, raise_on_error=False,
+                                                             instance=DagsterInstance.ephemeral())
+    [format_valid] = [e for e in result.get_asset_check_evaluations() if e.check_name == "format_valid"]
+    assert not format_valid.passed
+    assert format_valid.metadata["value"].value == pytest.approx(len(good) / (len(good) + 1))
+    assert "the last message must be the assistant's answer" in str(format_valid.metadata["first_errors"].value)
 
 
 def failures(result) -> dict[str, str]:
