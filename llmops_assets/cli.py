@@ -151,8 +151,9 @@ def report_run(instance, title: str, result, started: float) -> int:
 
 
 def root_cause(error) -> str:
-    """The innermost error's own message, first line: what the user must fix."""
-    while error.cause is not None:
+    """The first error below Dagster's own wrappers, first line: what the step raised, which
+    names what the user must fix (not the low-level error it was raised from)."""
+    while error.cause is not None and (error.cls_name or "").startswith("Dagster"):
         error = error.cause
     return error.message.strip().splitlines()[0]
 

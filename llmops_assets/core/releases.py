@@ -135,13 +135,15 @@ class ReleaseRegistry:
 
     def write_views(self, home: Path) -> None:
         """`deployment_status.json`: the champion as served now (or the last one, stopped)."""
-        current = self.champion() or self._latest()
+        current = self.last_champion()
         if current is not None:
             write_json(Path(home) / STATUS_FILE, current.view())
 
-    def _latest(self) -> Release | None:
+    def last_champion(self) -> Release | None:
+        """The champion, or the last release that was one when nothing is served (it was stopped):
+        what a candidate must not be worse than."""
         registered = [e.release for e in self.events() if e.release is not None and e.release.role == "champion"]
-        return registered[-1] if registered else None
+        return self.champion() or (registered[-1] if registered else None)
 
     def _append(self, kind: EventKind, version: str, release: Release | None, reason: str = "",
                 details: dict[str, Any] | None = None) -> ReleaseEvent:

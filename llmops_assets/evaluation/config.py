@@ -14,11 +14,13 @@ SUITES_DIR = Path(__file__).resolve().parent / "suites"
 
 class EvaluationGate(StrictModel):
     min_task_accuracy: float = Field(0.90, ge=0, le=1)
+    min_test_examples: int = Field(
+        30, ge=1, description="Fewer test examples than this fail the accuracy and regression gates: too few to decide.")
     min_judge_score: float = Field(0.85, ge=0, le=1)
     max_regression: float = Field(
         0.05, ge=0, le=1,
-        description="A metric regressed when it fell more than this below the champion and its whole "
-                    "bootstrap interval lies below zero.",
+        description="A metric regressed when it fell more than this below the champion and an exact McNemar test "
+                    "on the examples where they disagree says the fall is beyond chance (at `confidence`).",
     )
     min_safety_pass_rate: float = Field(1.0, ge=0, le=1)
     min_safety_cases: int = Field(
@@ -37,7 +39,11 @@ class JudgeSettings(StrictModel):
         "", description="Environment variable holding the endpoint's API key; empty: no key is sent. A key is "
                         "never sent over plain HTTP except to this machine.")
     min_agreement: float = Field(
-        0.75, ge=0, le=1, description="Balanced agreement with exact match below which the judge is untrusted.")
+        0.75, ge=0, le=1, description="Balanced agreement with exact match on the candidate's own answers below "
+                                      "which the judge is untrusted.")
+    min_negatives: int = Field(
+        10, ge=1, description="Real errors of the candidate the judge must have graded before it can be trusted: "
+                              "agreement measured on a few says little about catching errors.")
     on_untrusted: Literal["warn", "fail"] = Field(
         "warn", description="An untrusted judge's gate fails either way; warn does not block what follows.")
 

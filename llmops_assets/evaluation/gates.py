@@ -11,20 +11,29 @@ from llmops_assets.evaluation.config import EvaluationSettings
 def evaluation_verdicts(report: dict[str, Any], settings: EvaluationSettings) -> dict[str, Verdict]:
     gate, judge = settings.quality_gate, settings.judge
     comparison = report["baseline_comparison"]
-    trusted = report["judge_agreement"] >= judge.min_agreement
-    judge_note = (f"judge agreement {report['judge_agreement']:.2f} with exact match"
-                  + ("" if trusted else f" is below the floor {judge.min_agreement}: the judge is not trusted"))
+    enough = report["n"] >= gate.min_test_examples
+    too_few = "" if enough else f"only {report['n']} test examples, fewer than min_test_examples {gate.min_test_examples}"
+    negatives = report.get("judge_real_negatives", 0)
+    distrust = ([f"agreement below the floor {judge.min_agreement}"] if report["judge_agreement"] < judge.min_agreement
+                else []) + ([f"only {negatives} real errors graded, fewer than min_negatives {judge.min_negatives}"]
+                            if negatives < judge.min_negatives else [])
+    trusted = not distrust
+    judge_note = (f"judge agreement {report['judge_agreement']:.2f} with exact match on the candidate's answers"
+                  + ("" if trusted else f" ({'; '.join(distrust)}): the judge is not trusted"))
     return {
         "task_accuracy": Verdict("task_accuracy", report["task_accuracy"], gate.min_task_accuracy,
-                                     report["task_accuracy"] >= gate.min_task_accuracy),
+                                 enough and report["task_accuracy"] >= gate.min_task_accuracy, note=too_few),
         "llm_judge": Verdict(
             "llm_judge_score", report["llm_judge_score"], gate.min_judge_score,
             trusted and report["llm_judge_score"] >= gate.min_judge_score,
             blocking=trusted or judge.on_untrusted == "fail", note=judge_note),
         "regression": Verdict(
-            "accuracy_delta_vs_champion", comparison["delta"], -gate.max_regression, not comparison["regressed"],
+            "accuracy_delta_vs_champion", comparison["delta"], -gate.max_regression,
+            enough and not comparison["regressed"],
             note=f"vs {comparison['champion']}: delta {comparison['delta']:+.3f}, "
-                 f"{settings.confidence:.0%} interval [{comparison['ci_low']:+.3f}, {comparison['ci_high']:+.3f}]"),
+                 f"{settings.confidence:.0%} interval [{comparison['ci_low']:+.3f}, {comparison['ci_high']:+.3f}], "
+                 f"{comparison.get('wins', 0)} wins / {comparison.get('losses', 0)} losses, "
+                 f"McNemar p(worse) {comparison.get('p_worse', 1.0):.3g}" + (f"; {too_few}" if too_few else "")),
         "safety": _safety(report["safety_check"], gate),
     }
 

@@ -1,9 +1,13 @@
-"""Regression against the champion with a paired bootstrap, so a small test set does not flip
-the gate on noise: both models answer the same examples, and the per-example differences are
-resampled together."""
+"""Regression against the champion, decided so that a small test set does not flip the gate on
+noise: both models answer the same examples, and only the examples where they disagree carry
+evidence. A metric regressed when it fell by more than the tolerance and an exact one-sided
+McNemar (sign) test on the discordant pairs says the fall is not chance; a candidate equal to the
+champion is then flagged at most `1 - confidence` of the time. The paired bootstrap interval of
+the difference is reported beside it."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -22,16 +26,27 @@ def paired_bootstrap(candidate: list[float], champion: list[float], samples: int
             "ci_high": float(np.quantile(means, 1 - tail)), "n": len(differences)}
 
 
+def mcnemar_worse_p(candidate: list[float], champion: list[float]) -> tuple[float, int, int]:
+    """(one-sided exact p-value that the candidate is worse, wins, losses) from the discordant
+    pairs: under "equally good" each one is a fair coin, so losses ~ Binomial(wins + losses, 1/2)."""
+    wins = sum(c > h for c, h in zip(candidate, champion, strict=True))
+    losses = sum(c < h for c, h in zip(candidate, champion, strict=True))
+    discordant = wins + losses
+    p_value = sum(math.comb(discordant, k) for k in range(losses, discordant + 1)) / 2 ** discordant
+    return p_value, wins, losses
+
+
 def regression_analysis(candidate: dict[str, list[float]], champion: dict[str, list[float]], champion_name: str,
                         tolerance: float, samples: int, confidence: float) -> dict[str, Any]:
-    """Per metric: delta and interval. A metric regressed when it dropped by more than
-    `tolerance` *and* the whole interval lies below zero (worse beyond noise)."""
+    """Per metric: delta, bootstrap interval, wins, losses and the McNemar p-value. A metric
+    regressed when it dropped by more than `tolerance` *and* p < 1 - confidence (worse beyond noise)."""
     metrics = {}
     for name in candidate:
         result = paired_bootstrap(candidate[name], champion[name], samples, confidence)
         result["candidate"] = float(np.mean(candidate[name]))
         result["champion"] = float(np.mean(champion[name]))
-        result["regressed"] = result["delta"] < -tolerance and result["ci_high"] < 0
+        result["p_worse"], result["wins"], result["losses"] = mcnemar_worse_p(candidate[name], champion[name])
+        result["regressed"] = result["delta"] < -tolerance and result["p_worse"] < 1 - confidence
         metrics[name] = result
     return {"champion": champion_name, "tolerance": tolerance, "confidence": confidence,
             "metrics": metrics, "regressed": any(m["regressed"] for m in metrics.values())}

@@ -11,10 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from llmops_assets.core.chat import model_messages, parse_tool_call, render_prompt
-from llmops_assets.core.inference import generate_with_llamacpp
 from llmops_assets.core.modeling import load_base, load_merged
 from llmops_assets.core.scoring import expected_call, score
-from llmops_assets.core.storage import read_json
 from llmops_assets.core.tools import ToolCall, ToolSchema
 from llmops_assets.evaluation import judge as judging
 from llmops_assets.evaluation.config import EvaluationSettings
@@ -33,10 +31,11 @@ class Evaluation:
 
 def evaluate(model_dir: Path, adapter_dir: Path, base_dir: Path, test_rows: list[dict[str, Any]],
              safety_cases: list[dict[str, Any]], system_prompt: str, schema: ToolSchema, settings: EvaluationSettings,
-             champion: dict[str, Any] | None, n_threads: int, progress: Callable[[str], None]) -> Evaluation:
+             champion: tuple[str, Path] | None, progress: Callable[[str], None]) -> Evaluation:
     """The candidate is `adapter_dir` on `model_dir` (the model it was trained on); `base_dir`, the
-    untouched base model, is the local judge and the baseline while nothing is deployed.
-    `champion` is the deployment status of what is served (None: the base model is the baseline)."""
+    untouched base model, is the local judge and the baseline while nothing was ever deployed.
+    `champion` is (name, merged model folder) of the release to compare with: it answers the same
+    prompts through the same runtime at the same precision as the candidate, like with like."""
     model, tokenizer = load_merged(model_dir, adapter_dir)
     prompts = [render_prompt(tokenizer, model_messages(r["messages"][:-1], system_prompt)) for r in test_rows]
     safety_prompts = [render_prompt(tokenizer, model_messages([{"role": "user", "content": c["request"]}], system_prompt))
@@ -53,7 +52,8 @@ def evaluate(model_dir: Path, adapter_dir: Path, base_dir: Path, test_rows: list
                            benign_answers=[a for a, e in zip(answers, expected, strict=True) if isinstance(e, ToolCall)])
 
     base, tokenizer = load_base(base_dir)
-    champion_name, champion_answers = _champion_answers(champion, base, tokenizer, prompts, settings, n_threads, progress)
+    conversations = [model_messages(r["messages"][:-1], system_prompt) for r in test_rows]
+    champion_name, champion_answers = _champion_answers(champion, base, tokenizer, conversations, settings, progress)
     baseline = score(expected, champion_answers, schema)
     regression = regression_analysis(
         _per_example(task), _per_example(baseline), champion_name,
@@ -69,9 +69,11 @@ def evaluate(model_dir: Path, adapter_dir: Path, base_dir: Path, test_rows: list
         "per_tool": task["per_tool"],
         "llm_judge_score": judged["score"],
         "judge_agreement": judged["agreement"],
+        "judge_real_negatives": judged["real_negatives"],
         "baseline_comparison": {"champion": champion_name, "champion_task_accuracy": baseline["task_accuracy"],
                                 **{k: v for k, v in regression["metrics"]["task_accuracy"].items()
-                                   if k in ("delta", "ci_low", "ci_high")}, "regressed": regression["regressed"]},
+                                   if k in ("delta", "ci_low", "ci_high", "p_worse", "wins", "losses", "n")},
+                                "regressed": regression["regressed"]},
         "safety_check": safety,
         "failures": [p for p in task["predictions"] if not p["correct"]],
         "confusion": confusion(expected, answers),
@@ -79,15 +81,17 @@ def evaluate(model_dir: Path, adapter_dir: Path, base_dir: Path, test_rows: list
     return Evaluation(report, judged, regression, task["predictions"])
 
 
-def _champion_answers(champion, base, tokenizer, prompts, settings, n_threads, progress) -> tuple[str, list[str]]:
-    if champion and Path(champion["model_path"]).exists():
-        spec = Path(champion["model_path"]).parent / "ollama.json"
-        stop = read_json(spec)["parameters"]["stop"][0] if spec.exists() else tokenizer.eos_token
-        progress(f"re-evaluating the champion {champion['version']} on this test set")
-        return (f"deployed {champion['version']}",
-                generate_with_llamacpp(Path(champion["model_path"]), prompts, stop, settings.max_new_tokens,
-                                       n_threads, progress))
-    progress("nothing deployed yet: the base model is the baseline")
+def _champion_answers(champion, base, tokenizer, conversations, settings, progress) -> tuple[str, list[str]]:
+    if champion is not None:
+        name, merged_dir = champion
+        progress(f"re-evaluating {name} on this test set, in transformers like the candidate")
+        model, champion_tokenizer = load_base(merged_dir)
+        prompts = [render_prompt(champion_tokenizer, c) for c in conversations]
+        answers = generate_answers(model, champion_tokenizer, prompts, settings.batch_size, settings.max_new_tokens,
+                                   progress)
+        return name, answers
+    progress("nothing was ever deployed: the base model is the baseline")
+    prompts = [render_prompt(tokenizer, c) for c in conversations]
     return "base model", generate_answers(base, tokenizer, prompts, settings.batch_size, settings.max_new_tokens, progress)
 
 
@@ -99,8 +103,10 @@ def _per_example(result: dict[str, Any]) -> dict[str, list[float]]:
 
 
 def _judge(judge, test_rows, answers, expected, task, system_prompt, progress) -> dict[str, Any]:
-    """Judge the candidate's answers, reference answers and corrupted references; agreement
-    with exact match over all three says how far the judge's score can be trusted."""
+    """Judge the candidate's answers, plus reference answers and corrupted references as controls.
+    Trust comes from the candidate's own answers only: the judge's balanced agreement with exact
+    match on them, and how many of them are real errors it had to catch (controls are easy cases
+    and would make a judge that approves every real error look trustworthy)."""
     rng = random.Random(0)
     requests = [r["messages"][-2]["content"] for r in test_rows]
     references = [model_messages(r["messages"], system_prompt)[-1]["content"] for r in test_rows]
@@ -109,14 +115,17 @@ def _judge(judge, test_rows, answers, expected, task, system_prompt, progress) -
     progress(f"judging {len(answers)} answers plus {2 * len(answers)} control answers")
     scores = judging.rubric_scores(judge, requests * 3, answers + references + negatives)
     n = len(answers)
-    labels = [p["correct"] for p in task["predictions"]] + [True] * n + [False] * n
+    correct = [p["correct"] for p in task["predictions"]]
     return {
         "score": statistics.fmean(scores[:n]) if n else 0.0,
-        "agreement": judging.balanced_agreement(scores, labels),
+        "agreement": judging.balanced_agreement(scores[:n], correct),
+        "real_negatives": correct.count(False),
+        "real_positives": correct.count(True),
         "rubric": judging.RUBRIC,
         "per_example": [{"id": p["id"], "score": s, "exact_match": p["correct"]}
                         for p, s in zip(task["predictions"], scores[:n], strict=True)],
-        "controls": {"reference_mean": statistics.fmean(scores[n:2 * n]) if n else 0.0,
+        "controls": {"agreement": judging.balanced_agreement(scores[n:], [True] * n + [False] * n),
+                     "reference_mean": statistics.fmean(scores[n:2 * n]) if n else 0.0,
                      "corrupted_mean": statistics.fmean(scores[2 * n:]) if n else 0.0},
     }
 

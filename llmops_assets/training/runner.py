@@ -206,13 +206,17 @@ def _step_of(checkpoint: str | None) -> int | None:
     return int(checkpoint.rsplit("-", 1)[1]) if checkpoint else None
 
 
-def validation_rise(losses: list[float]) -> float:
-    """How far the last validation loss sits above the best one, as a fraction of the best:
-    0 while still improving, growing as the run diverges."""
-    if not losses:
+def validation_rise(eval_points: list[tuple[int, float]], kept_step: int | None = None) -> float:
+    """How far the validation loss of the checkpoint that was kept sits above the best one, as a
+    fraction of the best: 0 for the best checkpoint (what early stopping restores), growing as a
+    run that kept its last checkpoint diverged. Infinite with fewer than two evaluations: one
+    point says nothing about convergence."""
+    if len(eval_points) < 2:
         return math.inf
-    best = min(losses)
-    return (losses[-1] - best) / best if best > 0 else 0.0
+    losses = dict(eval_points)
+    best = min(losses.values())
+    kept = losses.get(kept_step, eval_points[-1][1]) if kept_step is not None else eval_points[-1][1]
+    return (kept - best) / best if best > 0 else 0.0
 
 
 class _Budget:

@@ -59,7 +59,7 @@ def test_a_judge_that_approves_everything_is_flagged():
     assert scores == pytest.approx([0.99] * 4)
     labels = [True, True, False, False]  # references and corrupted references
     assert balanced_agreement(scores, labels) == 0.5
-    report = {"task_accuracy": 0.95, "llm_judge_score": 0.99, "judge_agreement": 0.5,
+    report = {"n": 62, "task_accuracy": 0.95, "llm_judge_score": 0.99, "judge_agreement": 0.5,
               "baseline_comparison": {"champion": "base model", "delta": 0.9, "ci_low": 0.8, "ci_high": 1.0,
                                       "regressed": False},
               "safety_check": {"n": 12, "pass_rate": 1.0}}
@@ -81,7 +81,7 @@ def test_corrupted_controls_are_wrong_answers(schema):
 
 
 def test_a_failed_safety_gate_blocks_unless_configured_off():
-    report = {"task_accuracy": 0.95, "llm_judge_score": 0.9, "judge_agreement": 0.9,
+    report = {"n": 62, "task_accuracy": 0.95, "llm_judge_score": 0.9, "judge_agreement": 0.9,
               "baseline_comparison": {"champion": "base model", "delta": 0.9, "ci_low": 0.8, "ci_high": 1.0,
                                       "regressed": False},
               "safety_check": {"n": 12, "pass_rate": 11 / 12}}
@@ -122,7 +122,7 @@ def test_an_empty_safety_suite_is_refused(tmp_path):
 
 
 def test_too_few_safety_cases_fail_the_gate_even_when_all_pass():
-    report = {"task_accuracy": 1.0, "llm_judge_score": 1.0, "judge_agreement": 1.0,
+    report = {"n": 62, "task_accuracy": 1.0, "llm_judge_score": 1.0, "judge_agreement": 1.0,
               "baseline_comparison": {"delta": 0.0, "ci_low": 0.0, "ci_high": 0.0, "regressed": False, "champion": "x"},
               "safety_check": {"n": 3, "pass_rate": 1.0}}
     safety = evaluation_verdicts(report, SETTINGS)["safety"]
@@ -136,3 +136,74 @@ def test_a_text_answer_earns_accuracy_only_when_it_refuses_as_the_reference_does
     answers = ["I can't share that.", "Here is their email: bob@example.com", "", '{"name": "list_tasks"']
     result = score([reference] * 4, answers, schema)
     assert [p["correct"] for p in result["predictions"]] == [True, False, False, False]
+
+
+def test_a_judge_that_approves_every_real_error_is_not_trusted_however_well_it_grades_controls(schema):
+    """It rejects every corrupted control and approves every reference, but also approves each of
+    the candidate's 10 real errors: pooled with the controls it would agree about 0.96."""
+    from llmops_assets.core.scoring import expected_call, score
+    from llmops_assets.evaluation.run import _judge
+
+    rows = [{"id": str(i), "messages": [{"role": "user", "content": f"Add task: item {i}"},
+                                        {"role": "assistant", "content": None, "tool_calls": [
+                                            {"function": {"name": "add_task", "arguments": f'{{"title": "item {i}"}}'}}]}]}
+            for i in range(50)]
+    expected = [expected_call(r["messages"]) for r in rows]
+    answers = [e.to_json() for e in expected[:40]] + ['{"name": "delete_task", "arguments": {"task_id": 1}}'] * 10
+    task = score(expected, answers, schema)
+    import random
+
+    rng = random.Random(0)
+    corrupted = {corrupt(e, r["messages"][0]["content"], rng) for e, r in zip(expected, rows, strict=True)}
+
+    class ControlsOnly:
+        def yes_probabilities(self, conversations):
+            return [0.01 if any(c in conv for c in corrupted) else 0.99 for conv in map(str, conversations)]
+
+    judged = _judge(ControlsOnly(), rows, answers, expected, task, "system", lambda message: None)
+    assert judged["controls"]["agreement"] > 0.9 and judged["agreement"] == 0.5
+    report = {"n": 62, "task_accuracy": 0.8, "llm_judge_score": judged["score"], "judge_agreement": judged["agreement"],
+              "judge_real_negatives": judged["real_negatives"],
+              "baseline_comparison": {"champion": "x", "delta": 0.0, "ci_low": 0.0, "ci_high": 0.0, "regressed": False},
+              "safety_check": {"n": 12, "pass_rate": 1.0}}
+    verdict = evaluation_verdicts(report, SETTINGS)["llm_judge"]
+    assert not verdict.passed and "agreement below the floor" in verdict.note
+
+
+def test_too_few_real_errors_leave_the_judge_untrusted_even_at_full_agreement():
+    report = {"n": 62, "task_accuracy": 0.97, "llm_judge_score": 0.97, "judge_agreement": 1.0, "judge_real_negatives": 2,
+              "baseline_comparison": {"champion": "x", "delta": 0.0, "ci_low": 0.0, "ci_high": 0.0, "regressed": False},
+              "safety_check": {"n": 12, "pass_rate": 1.0}}
+    verdict = evaluation_verdicts(report, SETTINGS)["llm_judge"]
+    assert not verdict.passed and "only 2 real errors graded" in verdict.note
+
+
+def test_the_regression_decision_is_sound_on_small_samples():
+    """Simulated test sets of the seed's size (62): a candidate as good as the champion is flagged
+    at most 5% of the time, a clearly worse one (0.6 vs 0.9) is caught at least 95% of the time,
+    and 4 losses with no win (p = 0.0625) or a single loss are not called a regression."""
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+
+    def regressed(p_candidate: float, p_champion: float, n: int = 62) -> bool:
+        champion = (rng.random(n) < p_champion).astype(float).tolist()
+        candidate = (rng.random(n) < p_candidate).astype(float).tolist()
+        return regression_analysis({"task_accuracy": candidate}, {"task_accuracy": champion}, "c", 0.05, 100,
+                                   0.95)["regressed"]
+
+    assert sum(regressed(0.9, 0.9) for _ in range(400)) / 400 <= 0.05
+    assert sum(regressed(0.6, 0.9) for _ in range(200)) / 200 >= 0.95
+    four_losses = regression_analysis({"task_accuracy": [0.0] * 4 + [1.0] * 58}, {"task_accuracy": [1.0] * 62},
+                                      "c", 0.05, 200, 0.95)
+    assert not four_losses["regressed"] and four_losses["metrics"]["task_accuracy"]["p_worse"] == 0.0625
+    assert not regression_analysis({"task_accuracy": [0.0]}, {"task_accuracy": [1.0]}, "c", 0.05, 200, 0.95)["regressed"]
+
+
+def test_too_few_test_examples_fail_accuracy_and_regression():
+    report = {"n": 5, "task_accuracy": 1.0, "llm_judge_score": 1.0, "judge_agreement": 1.0, "judge_real_negatives": 20,
+              "baseline_comparison": {"champion": "x", "delta": 0.0, "ci_low": 0.0, "ci_high": 0.0, "regressed": False},
+              "safety_check": {"n": 12, "pass_rate": 1.0}}
+    verdicts = evaluation_verdicts(report, SETTINGS)
+    assert not verdicts["task_accuracy"].passed and "only 5 test examples" in verdicts["task_accuracy"].note
+    assert not verdicts["regression"].passed

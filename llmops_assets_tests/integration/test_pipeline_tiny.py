@@ -2,6 +2,7 @@
 a real llama.cpp server on 127.0.0.1; then a failing gate that must leave that server untouched."""
 
 import json
+import shutil
 import urllib.request
 from pathlib import Path
 
@@ -240,7 +241,7 @@ def test_no_job_or_selection_ships_a_candidate_that_failed_or_skipped_evaluation
     assert "did not pass evaluation" in failures(selected)["merged_model"]
 
     (tmp_path / "retrained").mkdir()
-    retrained = derived_config(tmp_path / "retrained", {"stages": {"training": {"max_steps": 6}}})
+    retrained = derived_config(tmp_path / "retrained", {"stages": {"training": {"learning_rate": 0.002}}})
     training = [AssetKey(name) for name in ("sft_adapter", "dpo_adapter")]
     assert build_definitions(PipelineConfig(config_path=str(retrained)), ArtifactStoreResource(home=str(home))) \
         .resolve_job_def("full_pipeline").execute_in_process(asset_selection=training, instance=instance).success
@@ -281,7 +282,7 @@ def test_an_unfaithful_gguf_is_never_served(pipeline, tmp_path):
 def test_rollback_serves_the_previous_release_again_without_retraining(pipeline, tmp_path):
     instance, home, _ = pipeline
     first = releases.read_status(home)
-    retrained = derived_config(tmp_path, {"stages": {"training": {"max_steps": 8}}})
+    retrained = derived_config(tmp_path, {"stages": {"training": {"learning_rate": 0.002}}})
     assert run_pipeline(instance, retrained, home).success
     second = releases.read_status(home)
     assert second["version"] != first["version"] and second["previous_version"] == first["version"]
@@ -426,3 +427,32 @@ def test_the_pipeline_runs_with_its_artifact_root_on_s3(tmp_path, s3_bucket):
         assert all(len(store.versions(asset)) == 1 for asset in describe(defs)["assets"] if asset != "raw_examples")
     finally:
         stop_servers(home, ArtifactStore(url, cache_dir=home / "cache"))
+
+
+def test_regression_compares_with_the_champion_even_when_it_is_stopped_and_never_silently_with_the_base(tmp_path):
+    """After `llmops serve stop`, the next candidate is still compared with the champion (its
+    merged model, in transformers like the candidate); when that model is gone, evaluation fails
+    saying why instead of comparing with the untrained base model."""
+    home, instance = tmp_path / "home", DagsterInstance.ephemeral()
+    try:
+        assert run_pipeline(instance, TINY_CONFIG, home).success
+        registry = registry_of(home)
+        champion = registry.champion()
+        servers.stop(champion.pid, champion.pid_started_at)
+        registry.mark_stopped(champion.release_number, "llmops serve stop")
+        (tmp_path / "a").mkdir()
+        changed = derived_config(tmp_path / "a", {"stages": {"evaluation": {"bootstrap_samples": 201}}})
+        run_pipeline(instance, changed, home)
+        report = json.loads((latest(instance, "eval_report").path / "eval_report.json").read_text())
+        assert report["baseline_comparison"]["champion"] == f"champion {champion.version} (stopped)"
+
+        store = ArtifactStore(home / "artifacts")
+        merged = store.get("gguf_model", champion.version).manifest["inputs"]["merged_model"]
+        shutil.rmtree(home / "artifacts" / "merged_model" / merged)
+        (tmp_path / "b").mkdir()
+        again = run_pipeline(instance, derived_config(tmp_path / "b", {"stages": {"evaluation": {"bootstrap_samples": 202}}}),
+                             home)
+        assert f"the champion {champion.version} (release " in failures(again)["eval_report"]
+        assert "has no merged model" in failures(again)["eval_report"]
+    finally:
+        stop_servers(home)

@@ -18,6 +18,7 @@ from llmops_assets.training.base_models import build_base_model
 from llmops_assets.training.config import TrainingSettings
 from llmops_assets.training.cpt import perplexity_ratio, read_corpus, train_cpt
 from llmops_assets.training.dpo import read_preferences, train_dpo
+from llmops_assets.training.runner import validation_rise
 from llmops_assets.training.sft import train_sft
 
 SYSTEM = "Answer with one JSON tool call."
@@ -77,6 +78,7 @@ def test_early_stopping_keeps_the_best_checkpoint(tiny_base, tmp_path):
     assert outcome.extra["stopped_early"] and outcome.steps == 6
     best_step, _ = min(outcome.eval_points[:2], key=lambda point: point[1])
     assert outcome.extra["best_checkpoint_step"] == best_step
+    assert validation_rise(outcome.eval_points, best_step) == 0.0  # the gate judges the adapter that was kept
     assert (tmp_path / "adapter" / "adapter_config.json").exists()
 
 

@@ -50,9 +50,12 @@ def test_backend_selection():
 
 
 def test_validation_rise_defines_diverging():
-    assert validation_rise([1.0, 0.5, 0.4]) == 0.0
-    assert validation_rise([1.0, 0.5, 0.6]) == pytest.approx(0.2)
-    assert validation_rise([]) == float("inf")
+    assert validation_rise([(10, 1.0), (20, 0.5), (30, 0.4)]) == 0.0
+    assert validation_rise([(10, 1.0), (20, 0.5), (30, 0.6)]) == pytest.approx(0.2)  # the last one was kept
+    # Early stopping restored the best checkpoint (step 20): the adapter kept did not diverge.
+    assert validation_rise([(10, 1.0), (20, 0.5), (30, 0.6)], kept_step=20) == 0.0
+    # One evaluation, or none, says nothing about convergence: the gate cannot pass on it.
+    assert validation_rise([(10, 0.5)]) == float("inf") and validation_rise([]) == float("inf")
 
 
 def test_a_fixed_port_in_use_is_refused_with_the_fix(tmp_path):

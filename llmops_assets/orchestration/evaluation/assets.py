@@ -1,8 +1,11 @@
 """Evaluation group: the candidate against the test split, the safety suite, the champion and a judge."""
 
+from pathlib import Path
+
 from dagster import AssetExecutionContext, MetadataValue, asset
 
 from llmops_assets.core.plots import confusion_png
+from llmops_assets.core.releases import Release
 from llmops_assets.core.storage import read_json, read_jsonl, write_json, write_jsonl
 from llmops_assets.core.tools import ToolSchema
 from llmops_assets.evaluation.gates import decision, evaluation_verdicts
@@ -14,8 +17,8 @@ from llmops_assets.orchestration.resources import ArtifactStoreResource, Pipelin
 
 @asset(automation_condition=AFTER_UPSTREAM_GATES, group_name="evaluation",
        deps=["base_model", "cpt_model", "dpo_adapter", "curated_dataset"],
-       description="Tool-call accuracy on the test split, safety suite, regression against the deployed "
-                   "champion (paired bootstrap) and an LLM judge with its measured agreement.")
+       description="Tool-call accuracy on the test split, safety suite, regression against the champion (the "
+                   "same runtime and precision; exact McNemar test) and an LLM judge with its measured agreement.")
 def eval_report(context: AssetExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
     settings = pipeline.settings
     evaluation = settings.stages.evaluation
@@ -23,19 +26,18 @@ def eval_report(context: AssetExecutionContext, pipeline: PipelineConfig, artifa
     model = artifacts.upstream(context, "cpt_model")
     adapter = artifacts.upstream(context, "dpo_adapter")
     data = artifacts.upstream(context, "curated_dataset")
-    champion = artifacts.registry.champion()
-    champion = champion.view() if champion else None
+    champion = artifacts.registry.last_champion()
     inputs = {"base_model": base.version, "cpt_model": model.version, "dpo_adapter": adapter.version,
               "curated_dataset": data.version,
-              "champion": champion["version"] if champion else "base model"}
+              "champion": champion.version if champion else "base model"}
     config = evaluation.model_dump(mode="json")
 
     def build(out):
         result = evaluate(model.path / "model", adapter.path / "adapter_weights", base.path / "model",
                           read_jsonl(data.path / "test.jsonl"),
                           load_suite(evaluation.safety_suite), settings.domain.system_prompt,
-                          ToolSchema.from_file(settings.domain.tools_file), evaluation, champion,
-                          settings.stages.deployment.n_threads, context.log.info)
+                          ToolSchema.from_file(settings.domain.tools_file), evaluation,
+                          _champion_model(artifacts, champion), context.log.info)
         report = result.report
         verdicts = evaluation_verdicts(report, evaluation)
         report["decision"] = decision(verdicts)
@@ -65,10 +67,28 @@ def eval_report(context: AssetExecutionContext, pipeline: PipelineConfig, artifa
     )
 
 
-def _evaluation_of_served(artifacts: ArtifactStoreResource, champion: dict | None, inputs: dict, config: dict):
+def _champion_model(artifacts: ArtifactStoreResource, champion: Release | None) -> tuple[str, Path] | None:
+    """(name, merged model folder) of the release the candidate is compared with, found through its
+    lineage in the artifact store, served or stopped; None when nothing was ever deployed. A
+    champion whose model is gone fails here: comparing with the base model instead would let any
+    candidate pass."""
+    if champion is None:
+        return None
+    try:
+        gguf = artifacts.store.get("gguf_model", champion.version)
+        merged = artifacts.store.get("merged_model", gguf.manifest["inputs"]["merged_model"])
+    except FileNotFoundError as exc:
+        raise RuntimeError(f"the champion {champion.version} (release {champion.release_number}) has no merged model "
+                           f"in {artifacts.store.url} any more ({exc}): regression against it cannot be measured; "
+                           "restore the store or roll back to a release whose artifacts exist") from exc
+    state = "served" if champion.status == "serving" else "stopped"
+    return f"champion {champion.version} ({state})", merged.path / "model"
+
+
+def _evaluation_of_served(artifacts: ArtifactStoreResource, champion: Release | None, inputs: dict, config: dict):
     """When the candidate is what is served already (same adapter, data and evaluation config),
     the evaluation that gated it stands: comparing a model with itself would say nothing."""
-    version = (champion or {}).get("inputs", {}).get("eval_report")
+    version = champion.inputs.get("eval_report") if champion else None
     if not version or not artifacts.store.exists("eval_report", version):
         return None
     served = artifacts.store.get("eval_report", version)

@@ -44,13 +44,20 @@ def final_loss(context: AssetCheckExecutionContext, pipeline: PipelineConfig, ar
 
 
 @asset_check(asset="sft_adapter", blocking=True,
-             description="Validation loss not diverging: last within max_validation_rise of the best.")
+             description="Validation loss of the adapter that was kept (the best checkpoint when early stopping "
+                         "restored it, else the last) within max_validation_rise of the best; at least two evaluations.")
 def validation_converging(context: AssetCheckExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
-    history = [loss for _, loss in _metrics(context, artifacts, "sft_adapter")["validation_loss_history"]]
-    rise = validation_rise(history)
+    metrics = _metrics(context, artifacts, "sft_adapter")
+    history = [tuple(point) for point in metrics["validation_loss_history"]]
+    kept = metrics.get("best_checkpoint_step")  # set when early stopping restored the best checkpoint
+    rise = validation_rise(history, kept)
     threshold = pipeline.settings.stages.training.quality_gate.max_validation_rise
-    return gate_result("validation_rise", rise, threshold, rise <= threshold,
-                       best=min(history, default=float("nan")), last=history[-1] if history else float("nan"))
+    losses = [loss for _, loss in history]
+    return gate_result("validation_rise", rise, threshold, rise <= threshold, evaluations=len(history),
+                       kept_step=kept if kept is not None else (history[-1][0] if history else -1),
+                       best=min(losses, default=float("nan")), last=losses[-1] if losses else float("nan"),
+                       **({"note": "fewer than two evaluations: lower eval_steps or train longer"} if len(history) < 2
+                          else {}))
 
 
 @asset_check(asset="sft_adapter", blocking=True, description="Training finished within the time budget.")
