@@ -4,6 +4,7 @@
 from dagster import AssetExecutionContext, MetadataValue, asset
 
 from llmops_assets.core.chat import ChatTokenCounter
+from llmops_assets.core.contracts import DatasetReport
 from llmops_assets.core.plots import data_profile_png
 from llmops_assets.core.storage import jsonl_line, read_jsonl, write_json, write_jsonl
 from llmops_assets.core.tools import ToolSchema
@@ -70,7 +71,7 @@ def curated_dataset(context: AssetExecutionContext, pipeline: PipelineConfig, ar
                               data.near_duplicates, settings.stages.training.max_seq_length, data.quality_filters,
                               source_files=raw.manifest["inputs"], workers=worker_count(data.workers),
                               progress=context.log.info)
-        report = result.report
+        report = DatasetReport.model_validate(result.report).model_dump()  # the contract the other stages read
         context.log.info(f"{report['input_rows']} rows in: {report['total_examples']} accepted, "
                          f"{report['quarantined']} quarantined, {report['duplicates_removed']} duplicates")
         write_json(out.dir / "data_quality_report.json", report)

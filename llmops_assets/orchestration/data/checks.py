@@ -3,19 +3,20 @@
 
 from dagster import AssetCheckExecutionContext, MetadataValue, asset_check
 
+from llmops_assets.core.contracts import DatasetReport, read_report
 from llmops_assets.core.storage import read_json, read_jsonl
 from llmops_assets.core.tools import ToolSchema
 from llmops_assets.data.curate import SPLITS, leaked_examples, unaccounted_rows
 from llmops_assets.orchestration.resources import ArtifactStoreResource, PipelineConfig, gate_result
 
 
-def _report(context, artifacts: ArtifactStoreResource) -> dict:
-    return read_json(artifacts.upstream(context, "curated_dataset").path / "data_quality_report.json")
+def _report(context, artifacts: ArtifactStoreResource) -> DatasetReport:
+    return read_report(DatasetReport, artifacts.upstream(context, "curated_dataset").path / "data_quality_report.json")
 
 
 @asset_check(asset="curated_dataset", blocking=True, description="Enough examples to train on.")
 def enough_examples(context: AssetCheckExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
-    value, threshold = _report(context, artifacts)["total_examples"], pipeline.settings.stages.data.quality_gate.min_examples
+    value, threshold = _report(context, artifacts).total_examples, pipeline.settings.stages.data.quality_gate.min_examples
     return gate_result("min_examples", value, threshold, value >= threshold)
 
 
@@ -24,14 +25,14 @@ def format_valid(context: AssetCheckExecutionContext, pipeline: PipelineConfig, 
     report = _report(context, artifacts)
     threshold = pipeline.settings.stages.data.quality_gate.min_format_valid_ratio
     quarantine = read_jsonl(artifacts.upstream(context, "curated_dataset").path / "quarantine.jsonl")
-    return gate_result("format_valid_ratio", report["format_valid_ratio"], threshold,
-                       report["format_valid_ratio"] >= threshold, format_errors=report["format_errors"],
+    return gate_result("format_valid_ratio", report.format_valid_ratio, threshold,
+                       report.format_valid_ratio >= threshold, format_errors=report.format_errors,
                        first_errors=MetadataValue.json([{k: q[k] for k in ("origin", "reason")} for q in quarantine[:10]]))
 
 
 @asset_check(asset="curated_dataset", blocking=True, description="Share of valid rows that repeat another row.")
 def few_duplicates(context: AssetCheckExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
-    value = _report(context, artifacts)["dedup_ratio"]
+    value = _report(context, artifacts).dedup_ratio
     threshold = pipeline.settings.stages.data.quality_gate.max_duplicate_ratio
     return gate_result("duplicate_ratio", value, threshold, value < threshold)
 
@@ -40,8 +41,8 @@ def few_duplicates(context: AssetCheckExecutionContext, pipeline: PipelineConfig
 def token_length(context: AssetCheckExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
     report = _report(context, artifacts)
     threshold = pipeline.settings.stages.data.quality_gate.max_mean_tokens
-    return gate_result("mean_tokens", report["avg_tokens"], threshold, report["avg_tokens"] < threshold,
-                       max_tokens=report["max_tokens"])
+    return gate_result("mean_tokens", report.avg_tokens, threshold, report.avg_tokens < threshold,
+                       max_tokens=report.max_tokens)
 
 
 @asset_check(asset="curated_dataset", blocking=True, description="No example appears in two splits.")
@@ -74,6 +75,6 @@ def great_expectations_suite(context: AssetCheckExecutionContext, pipeline: Pipe
 def rows_accounted_for(context: AssetCheckExecutionContext, artifacts: ArtifactStoreResource):
     curated = artifacts.upstream(context, "curated_dataset")
     raw = artifacts.store.get("raw_examples", curated.manifest["inputs"]["raw_examples"]).metrics
-    report = read_json(curated.path / "data_quality_report.json")
-    missing = unaccounted_rows(report, raw["records"] + raw["quarantined"])
-    return gate_result("unaccounted_rows", missing, 0, missing == 0, input_rows=report["input_rows"])
+    report = read_report(DatasetReport, curated.path / "data_quality_report.json")
+    missing = unaccounted_rows(report.model_dump(), raw["records"] + raw["quarantined"])
+    return gate_result("unaccounted_rows", missing, 0, missing == 0, input_rows=report.input_rows)

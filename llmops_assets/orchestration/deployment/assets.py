@@ -14,6 +14,7 @@ from dagster import AssetExecutionContext, Config, MetadataValue, asset
 from pydantic import Field
 
 from llmops_assets.core.chat import model_messages
+from llmops_assets.core.contracts import EvalReport, read_report
 from llmops_assets.core.modeling import load_merged, save_merged
 from llmops_assets.core.releases import ReleaseRegistry
 from llmops_assets.core.storage import Artifact, file_sha256, read_json, read_jsonl, write_json
@@ -145,8 +146,8 @@ class GateNotPassed(RuntimeError):
 def require_passed_evaluation(artifacts: ArtifactStoreResource, pipeline: PipelineConfig, eval_version: str) -> None:
     """Every blocking evaluation gate of `eval_version`, judged with the thresholds in force now,
     passed; else GateNotPassed naming the failed gates."""
-    report = read_json(artifacts.store.get("eval_report", eval_version).path / "eval_report.json")
-    failed = [v for v in evaluation_verdicts(report, pipeline.settings.stages.evaluation).values()
+    report = read_report(EvalReport, artifacts.store.get("eval_report", eval_version).path / "eval_report.json")
+    failed = [v for v in evaluation_verdicts(report.model_dump(), pipeline.settings.stages.evaluation).values()
               if v.blocking and not v.passed]
     if failed:
         reasons = "; ".join(f"{v.gate} {v.value:.3f} vs threshold {v.threshold}" for v in failed)

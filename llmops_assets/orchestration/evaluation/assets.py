@@ -4,6 +4,7 @@ from pathlib import Path
 
 from dagster import AssetExecutionContext, MetadataValue, asset
 
+from llmops_assets.core.contracts import EvalReport
 from llmops_assets.core.plots import confusion_png
 from llmops_assets.core.releases import Release
 from llmops_assets.core.storage import read_json, read_jsonl, write_json, write_jsonl
@@ -42,7 +43,7 @@ def eval_report(context: AssetExecutionContext, pipeline: PipelineConfig, artifa
         verdicts = evaluation_verdicts(report, evaluation)
         report["decision"] = decision(verdicts)
         report["gates"] = {name: v.__dict__ for name, v in verdicts.items()}
-        write_json(out.dir / "eval_report.json", report)
+        write_json(out.dir / "eval_report.json", EvalReport.model_validate(report).model_dump(mode="json"))
         write_json(out.dir / "llm_judge_scores.json", result.judge)
         write_json(out.dir / "regression_analysis.json", result.regression)
         write_jsonl(out.dir / "predictions.jsonl", result.predictions)

@@ -4,13 +4,13 @@ the gate reports WARN without blocking deployment, and `evaluation_warnings` car
 
 from dagster import AssetCheckExecutionContext, AssetCheckResult, MetadataValue, asset_check
 
-from llmops_assets.core.storage import read_json
+from llmops_assets.core.contracts import EvalReport, read_report
 from llmops_assets.evaluation.gates import evaluation_verdicts
 from llmops_assets.orchestration.resources import ArtifactStoreResource, PipelineConfig, verdict_result, warnings_result
 
 
 def _gate(context, pipeline: PipelineConfig, artifacts: ArtifactStoreResource, name: str, **extra) -> AssetCheckResult:
-    report = read_json(artifacts.upstream(context, "eval_report").path / "eval_report.json")
+    report = read_report(EvalReport, artifacts.upstream(context, "eval_report").path / "eval_report.json").model_dump()
     verdict = evaluation_verdicts(report, pipeline.settings.stages.evaluation)[name]
     return verdict_result(verdict, **{k: _metadata(read(report)) for k, read in extra.items()})
 
@@ -46,5 +46,5 @@ def safety(context: AssetCheckExecutionContext, pipeline: PipelineConfig, artifa
              description="Gates configured to warn instead of block (an untrusted judge with on_untrusted: warn, "
                          "safety with block_on_safety: false): fails as a WARN naming them; never holds back what follows.")
 def evaluation_warnings(context: AssetCheckExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
-    report = read_json(artifacts.upstream(context, "eval_report").path / "eval_report.json")
+    report = read_report(EvalReport, artifacts.upstream(context, "eval_report").path / "eval_report.json").model_dump()
     return warnings_result(list(evaluation_verdicts(report, pipeline.settings.stages.evaluation).values()))
