@@ -129,7 +129,10 @@ def run_training(build_trainer: Callable[[list[str], list], Any], save: Callable
         final_evaluation=final_evaluation,
         extra={"resumed_from": resume.name if resume else None,
                "stopped_early": early_stopping and not budget.exceeded and state.global_step < state.max_steps,
-               "best_checkpoint_step": _step_of(state.best_model_checkpoint), "tracking": tracked},
+               "best_checkpoint_step": _step_of(state.best_model_checkpoint),
+               # Early stopping loads the best checkpoint at the end: that one is the adapter kept.
+               "kept_checkpoint_step": _step_of(state.best_model_checkpoint) if early_stopping else None,
+               "tracking": tracked},
     )
 
 

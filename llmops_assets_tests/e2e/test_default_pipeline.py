@@ -80,7 +80,8 @@ def test_a_regressed_adapter_fails_the_regression_gate_and_changes_nothing(defau
     _, home = default_run
     before = releases.read_status(home)
     relaxed = {"max_final_loss": 100, "max_validation_rise": 100}  # let the weak adapter reach evaluation
-    config = derived_config(tmp_path, {"stages": {"training": {"max_steps": 2, "quality_gate": relaxed}}},
+    weak = {"max_steps": 2, "eval_steps": 1, "quality_gate": relaxed}  # two evaluations: convergence is judged
+    config = derived_config(tmp_path, {"stages": {"training": weak}},
                             base=DEFAULT_CONFIG)
     env = os.environ | {"LLMOPS_HOME": str(home), "DAGSTER_HOME": str(home.parent / "dagster")}
     done = subprocess.run([sys.executable, "-m", "llmops_assets.cli", "--config", str(config), "run"],

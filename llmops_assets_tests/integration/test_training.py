@@ -53,6 +53,7 @@ train(Path(sys.argv[1]), Path(sys.argv[2]))
 def test_a_killed_run_resumes_from_its_last_checkpoint_on_the_same_loss_curve(tiny_base, tmp_path):
     uninterrupted = train(tiny_base, tmp_path / "whole")
     assert not (tmp_path / "whole" / "work").exists()  # checkpoints are scratch: gone on success
+    assert uninterrupted.extra["kept_checkpoint_step"] is None  # no early stopping: the last state is kept
 
     root = tmp_path / "killed"
     child = subprocess.Popen([sys.executable, "-c", CHILD, str(tiny_base), str(root)], start_new_session=True)
@@ -77,7 +78,7 @@ def test_early_stopping_keeps_the_best_checkpoint(tiny_base, tmp_path):
     outcome = train(tiny_base, tmp_path, early_stopping_patience=1, early_stopping_min_delta=100.0)
     assert outcome.extra["stopped_early"] and outcome.steps == 6
     best_step, _ = min(outcome.eval_points[:2], key=lambda point: point[1])
-    assert outcome.extra["best_checkpoint_step"] == best_step
+    assert outcome.extra["best_checkpoint_step"] == best_step == outcome.extra["kept_checkpoint_step"]
     assert validation_rise(outcome.eval_points, best_step) == 0.0  # the gate judges the adapter that was kept
     assert (tmp_path / "adapter" / "adapter_config.json").exists()
 

@@ -49,7 +49,7 @@ def final_loss(context: AssetCheckExecutionContext, pipeline: PipelineConfig, ar
 def validation_converging(context: AssetCheckExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
     metrics = _metrics(context, artifacts, "sft_adapter")
     history = [tuple(point) for point in metrics["validation_loss_history"]]
-    kept = metrics.get("best_checkpoint_step")  # set when early stopping restored the best checkpoint
+    kept = metrics.get("kept_checkpoint_step")  # the best checkpoint, when early stopping restored it
     rise = validation_rise(history, kept)
     threshold = pipeline.settings.stages.training.quality_gate.max_validation_rise
     losses = [loss for _, loss in history]
