@@ -67,7 +67,7 @@ class ArtifactWriter:
 
 class ArtifactStore:
     """Artifacts under `url` (a folder or `s3://bucket/prefix`); `cache_dir` holds local copies
-    of remote versions and scratch space (default: `<url>/.local` for a folder, required else)."""
+    of remote versions and scratch space (required for an object store; a folder is read in place)."""
 
     def __init__(self, url: str | Path, cache_dir: str | Path | None = None):
         import fsspec
@@ -78,7 +78,7 @@ class ArtifactStore:
         if self.remote and cache_dir is None:
             raise ValueError(f"{self.url}: an object-store artifact root needs a local cache folder")
         self.local_root = None if self.remote else Path(self.root)
-        self.cache = Path(cache_dir) if cache_dir else Path(self.root) / ".local"
+        self.cache = Path(cache_dir) if cache_dir else None  # a folder store is read in place
 
     # --- writing -------------------------------------------------------------------------------
     @contextmanager
