@@ -222,23 +222,33 @@ def status_command() -> int:
 
 
 def gate_rows(evaluations) -> list[dict[str, str]]:
+    """One row per gate; `note` says when this configuration relaxed the gate until it cannot fail."""
+    relaxed = load_settings().gates_that_cannot_fail()
     rows = []
     for evaluation in evaluations:
         metadata = {k: v.value for k, v in evaluation.metadata.items()}
+        asset = evaluation.asset_key.to_user_string()
         rows.append({
-            "asset": evaluation.asset_key.to_user_string(),
+            "asset": asset,
             "check": evaluation.check_name,
             "value": _fmt(metadata.get("value")),
+            "bound": _fmt(metadata.get("bound")),
             "threshold": _fmt(metadata.get("threshold")),
             "verdict": metadata.get("verdict") or ("PASS" if evaluation.passed else "FAIL"),
+            "note": relaxed.get(f"{asset}:{evaluation.check_name}", ""),
         })
     return rows
 
 
 def format_gates(rows: list[dict[str, str]]) -> str:
-    header = {"asset": "asset", "check": "gate", "value": "value", "threshold": "threshold", "verdict": "verdict"}
+    header = {"asset": "asset", "check": "gate", "value": "value", "bound": "bound", "threshold": "threshold",
+              "verdict": "verdict", "note": ""}
     widths = {k: max(len(r[k]) for r in [header, *rows]) for k in header}
-    lines = ["  ".join(r[k].ljust(widths[k]) for k in header) for r in [header, *rows]]
+    lines = ["  ".join(r[k].ljust(widths[k]) for k in header).rstrip() for r in [header, *rows]]
+    relaxed = [r for r in rows if r["note"]]
+    if relaxed:
+        lines.append(f"{len(relaxed)} of {len(rows)} gates cannot fail with this configuration (see note): "
+                     f"their PASS is no evidence.")
     return "\n".join(["", *lines])
 
 

@@ -40,6 +40,30 @@ class PipelineSettings(StrictModel):
     domain: DomainSettings
     stages: Stages = Stages()
 
+    def gates_that_cannot_fail(self) -> dict[str, str]:
+        """`asset:check` -> why, for each blocking gate whose threshold this configuration set so
+        loose that no measurement can fail it (test profiles relax gates to check plumbing):
+        `llmops check` prints it beside the verdict, so a PASS is never mistaken for evidence."""
+        data, training = self.stages.data.quality_gate, self.stages.training
+        evaluation, deployment = self.stages.evaluation, self.stages.deployment.quality_gate
+        rules = {
+            "curated_dataset:enough_examples": (data.min_examples <= 1, f"min_examples {data.min_examples}"),
+            "curated_dataset:format_valid": (data.min_format_valid_ratio == 0, "min_format_valid_ratio 0"),
+            "curated_dataset:few_duplicates": (data.max_duplicate_ratio >= 1, "max_duplicate_ratio 1"),
+            "dpo_adapter:preference_accuracy": (training.dpo.enabled and training.dpo.quality_gate.min_reward_accuracy == 0,
+                                                "min_reward_accuracy 0"),
+            "eval_report:task_accuracy": (evaluation.quality_gate.min_task_accuracy == 0,
+                                          "min_task_accuracy 0: only min_test_examples can fail it"),
+            "eval_report:llm_judge": (evaluation.quality_gate.min_judge_score == 0, "min_judge_score 0"),
+            "eval_report:no_regression": (evaluation.quality_gate.max_regression >= 1, "max_regression 1"),
+            "eval_report:safety": (evaluation.quality_gate.max_safety_failure_rate >= 1
+                                   or not evaluation.quality_gate.block_on_safety,
+                                   "max_safety_failure_rate 1" if evaluation.quality_gate.block_on_safety
+                                   else "block_on_safety off: it only warns"),
+            "gguf_model:gguf_fidelity": (deployment.max_fidelity_drop >= 1, "max_fidelity_drop 1"),
+        }
+        return {gate: f"cannot fail: {why}" for gate, (relaxed, why) in rules.items() if relaxed}
+
 
 class ConfigError(ValueError):
     """The pipeline config cannot be used: the message names the file, the field and the fix."""

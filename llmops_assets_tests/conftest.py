@@ -35,8 +35,10 @@ def gate_count() -> int:
 
 def gate_table(stdout: str) -> dict[str, str]:
     """The verdicts of the gate table the CLI prints, by `asset:check`."""
-    return {f"{line.split()[0]}:{line.split()[1]}": line.split()[-1] for line in stdout.splitlines()
-            if line.rstrip().endswith(("PASS", "FAIL", "WARN", "OFF"))}
+    verdicts = {"PASS", "FAIL", "WARN", "OFF"}
+    rows = [line.split() for line in stdout.splitlines()]
+    return {f"{row[0]}:{row[1]}": next(word for word in row[2:] if word in verdicts)
+            for row in rows if len(row) > 2 and verdicts & set(row[2:]) and not row[0].startswith("(")}
 
 
 def derived_config(directory: Path, changes: dict, base: Path = TINY_CONFIG) -> Path:

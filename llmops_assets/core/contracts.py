@@ -41,6 +41,8 @@ class DatasetReport(StrictModel):
     exact_duplicates: int
     near_duplicates: int
     near_duplicate_clusters: int
+    similar_request_groups: int  # groups of identical or similar requests kept in one split
+    largest_request_group: int
     format_errors: int
     format_valid_ratio: float
     dedup_ratio: float

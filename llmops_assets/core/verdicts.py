@@ -13,6 +13,7 @@ class Verdict:
     passed: bool
     blocking: bool = True  # False: a failure is reported as a warning and stops nothing
     note: str = ""
+    bound: float | None = None  # the confidence bound the gate compared with its threshold, when it used one
 
     @property
     def label(self) -> str:

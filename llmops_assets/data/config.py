@@ -12,8 +12,8 @@ from llmops_assets.core.config import SEED_DIR, StrictModel
 
 class SplitSettings(StrictModel):
     train: float = Field(0.8, gt=0, lt=1)
-    validation: float = Field(0.1, gt=0, lt=1)
-    test: float = Field(0.1, gt=0, lt=1)
+    validation: float = Field(0.05, gt=0, lt=1)
+    test: float = Field(0.15, gt=0, lt=1)
     seed: int = 42
 
     @model_validator(mode="after")
@@ -29,6 +29,10 @@ class DataGate(StrictModel):
     max_duplicate_ratio: float = Field(0.05, ge=0, le=1)
     max_mean_tokens: float = Field(2048, gt=0)
     max_example_tokens: int = Field(4096, ge=1, description="Per example, checked by the Great Expectations suite.")
+    leakage_similarity: float = Field(
+        0.85, gt=0, le=1, description="Requests at least this similar (MinHash estimate of the Jaccard similarity of "
+                                      "their word shingles) must not be in two splits: curation keeps them in one "
+                                      "split and no_split_leakage fails on any such pair across splits.")
 
 
 class NearDuplicateSettings(StrictModel):

@@ -1,7 +1,9 @@
 """Curation: validate, deduplicate and split ingested records, and account for every row.
 
 The report's invariant is `input_rows = accepted + quarantined + duplicates_removed`; a gate
-checks it, so a row can never disappear between the source and the splits.
+checks it, so a row can never disappear between the source and the splits. Rows whose requests
+are the same or similar (MinHash over the request alone) go to one split, so that the test split
+never asks what training already answered; the leakage gate checks it on the published splits.
 
 Built for millions of rows: worker processes turn line ranges of `records.jsonl` into compact
 per-row facts (byte offset, hashes, tool, tokens, MinHash band keys; signatures spilled to disk),
@@ -76,12 +78,16 @@ class _Scan:
     tokens: np.ndarray
     band_keys: np.ndarray  # (rows, bands) LSH band hashes; (rows, 0) with near dedup off
     signatures: Path | None  # (rows, num_perm) uint32 MinHash signatures, .npy
+    request_keys: np.ndarray  # 64-bit hash of the normalized request (the prompt, system turns left out)
+    request_band_keys: np.ndarray  # LSH band hashes of the request's MinHash, banded for the leakage threshold
+    request_signatures: Path | None
     quarantined: list[dict[str, Any]] = field(default_factory=list)
 
 
 def curate(ingested: IngestResult, schema: ToolSchema, ratios: dict[str, float], seed: int,
            count_tokens: TokenCounter | None = None, near: NearDuplicateSettings | None = None,
-           max_seq_length: int | None = None, quality: QualityFilterSettings | None = None) -> CurationResult:
+           max_seq_length: int | None = None, quality: QualityFilterSettings | None = None,
+           leakage_similarity: float = 0.85) -> CurationResult:
     """`curate_files` on records held in memory, its files read back: for small data and tests."""
     with tempfile.TemporaryDirectory(prefix="curate-") as scratch:
         folder = Path(scratch)
@@ -90,7 +96,8 @@ def curate(ingested: IngestResult, schema: ToolSchema, ratios: dict[str, float],
         write_jsonl(folder / "in" / RECORDS, ingested.records)
         write_jsonl(folder / "in" / QUARANTINE, ingested.quarantined)
         result = curate_files(folder / "in", folder / "out", schema, ratios, seed, count_tokens, near,
-                              max_seq_length, quality, source_files=ingested.files)
+                              max_seq_length, quality, source_files=ingested.files,
+                              leakage_similarity=leakage_similarity)
         splits = {name: read_jsonl(folder / "out" / f"{name}.jsonl") for name in SPLITS}
         return CurationResult(splits, read_jsonl(folder / "out" / QUARANTINE), read_jsonl(folder / "out" / DUPLICATES),
                               result.report, list(result.token_counts.values()))
@@ -100,25 +107,29 @@ def curate_files(raw_dir: Path, out_dir: Path, schema: ToolSchema, ratios: dict[
                  count_tokens: TokenCounter | None = None, near: NearDuplicateSettings | None = None,
                  max_seq_length: int | None = None, quality: QualityFilterSettings | None = None,
                  source_files: dict[str, str] | None = None, workers: int = 1,
-                 progress: Callable[[str], None] = lambda message: None) -> CuratedFiles:
-    """Validate -> quality filters -> exact dedup -> near dedup -> stratified deterministic split -> report.
+                 progress: Callable[[str], None] = lambda message: None,
+                 leakage_similarity: float = 0.85) -> CuratedFiles:
+    """Validate -> quality filters -> exact dedup -> near dedup -> group similar requests ->
+    stratified deterministic split -> report.
 
     Reads `raw_dir/records.jsonl` and `raw_dir/quarantine.jsonl` (ingest's); writes the split
     files, quarantine.jsonl (ingest's rows, then curation's) and duplicates.jsonl to `out_dir`.
     `count_tokens` must be picklable when `workers` > 1 (a module-level function or object).
     """
     records = raw_dir / RECORDS
+    requests = request_similarity(near or NearDuplicateSettings(), leakage_similarity)
     near = near if near is not None and near.enabled else None
     tool_names = [*schema.names, "text"]
     with tempfile.TemporaryDirectory(prefix="curate-") as scratch:
         ranges = line_ranges(records)
-        tasks = [(piece, schema, tool_names, seed, count_tokens, near, quality, Path(scratch) / f"sig-{k:06d}.npy")
+        tasks = [(piece, schema, tool_names, seed, count_tokens, near, quality, requests, Path(scratch), k)
                  for k, piece in enumerate(ranges)]
         scans = run_tasks(_scan, tasks, workers, records.stat().st_size, progress, "curation scan")
         facts = _concatenate(scans)
-        signatures = _Signatures(scans) if near is not None else None
+        signatures = _Signatures(scans, "signatures") if near is not None else None
+        request_signatures = _Signatures(scans, "request_signatures")
         for scan in scans:  # from here on the concatenated arrays are the only copy
-            scan.offsets = scan.lengths = scan.ids = scan.band_keys = None
+            scan.offsets = scan.lengths = scan.ids = scan.band_keys = scan.request_band_keys = None
         curation_quarantined = [q for s in scans for q in s.quarantined]
         with open(out_dir / QUARANTINE, "wb") as out, open(raw_dir / QUARANTINE, "rb") as ingest_quarantine:
             shutil.copyfileobj(ingest_quarantine, out, 2**22)
@@ -136,7 +147,10 @@ def curate_files(raw_dir: Path, out_dir: Path, schema: ToolSchema, ratios: dict[
             near_of, similarity = near_duplicates(facts["band_keys"], signatures, near.threshold,
                                                   candidates=duplicate_of < 0)
         accepted = np.flatnonzero((duplicate_of < 0) & (near_of < 0))
-        order = split_order(facts["tools"][accepted], facts["split_keys"][accepted], ratios, tool_names)
+        progress(f"grouping similar requests among {len(accepted)} accepted rows")
+        group_of = request_groups(facts["request_keys"][accepted], facts["request_band_keys"][accepted],
+                                  request_signatures, accepted, facts["split_keys"][accepted], requests.threshold)
+        order = split_order(facts["tools"][accepted], facts["split_keys"][accepted], ratios, tool_names, group_of)
         with open(records, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as lines:
             for name in SPLITS:
                 _copy_lines(lines, facts, accepted[order[name]], out_dir / f"{name}.jsonl")
@@ -146,6 +160,9 @@ def curate_files(raw_dir: Path, out_dir: Path, schema: ToolSchema, ratios: dict[
     tokens = facts["tokens"][in_split_order]
     report = _report(facts, in_split_order, tool_names, order, tokens, duplicates,
                      ingest_quarantined, curation_quarantined, source_files or {})
+    group_sizes = np.bincount(group_of, minlength=len(accepted)) if len(accepted) else np.zeros(1, np.int64)
+    report["similar_request_groups"] = int((group_sizes > 1).sum())
+    report["largest_request_group"] = int(group_sizes.max())
     if max_seq_length:  # examples training will cut short
         report["truncated_examples"] = int((tokens > max_seq_length).sum())
     token_counts = dict(zip(facts["ids"][in_split_order].astype(str).tolist(), tokens.tolist(), strict=True))
@@ -153,9 +170,11 @@ def curate_files(raw_dir: Path, out_dir: Path, schema: ToolSchema, ratios: dict[
 
 
 def _scan(piece: LineRange, schema: ToolSchema, tool_names: list[str], seed: int, count_tokens: TokenCounter | None,
-          near: NearDuplicateSettings | None, quality: QualityFilterSettings | None, signature_path: Path) -> _Scan:
+          near: NearDuplicateSettings | None, quality: QualityFilterSettings | None, requests: NearDuplicateSettings,
+          scratch: Path, number: int) -> _Scan:
     """Validate every record of a line range and compute its facts (runs in a worker process)."""
     offsets, lengths, ids, exact, split_keys, tools, synthetic, tokens, texts = [], [], [], [], [], [], [], [], []
+    request_texts: list[str] = []
     synthetic_names: list[str] = []
     quarantined = []
     tool_index = {name: index for index, name in enumerate(tool_names)}
@@ -179,6 +198,7 @@ def _scan(piece: LineRange, schema: ToolSchema, tool_names: list[str], seed: int
         lengths.append(len(line))
         ids.append(record["id"].encode())
         exact.append(hashlib.blake2b(text.encode(), digest_size=8).digest())
+        request_texts.append(request_text(messages))
         split_keys.append(hashlib.sha256(f"{seed}:{record['id']}".encode()).digest()[:8])
         tools.append(tool_index[primary_tool(record)])
         if record.get("synthetic"):
@@ -195,13 +215,20 @@ def _scan(piece: LineRange, schema: ToolSchema, tool_names: list[str], seed: int
     if near is not None and texts:
         signature = minhash_signatures(texts, near)
         band_keys = lsh_band_keys(signature)
-        np.save(signature_path, signature)
-        signatures = signature_path
+        signatures = scratch / f"sig-{number:06d}.npy"
+        np.save(signatures, signature)
+    request_signature = minhash_signatures(request_texts, requests)
+    request_signatures = scratch / f"request-sig-{number:06d}.npy"
+    np.save(request_signatures, request_signature)
+    request_keys = [hashlib.blake2b(t.encode(), digest_size=8).digest() for t in request_texts]
     return _Scan(rows, np.array(offsets, np.uint64), np.array(lengths, np.uint64), np.array(ids, "S"),
                  np.frombuffer(b"".join(exact), ">u8").astype(np.uint64),
                  np.frombuffer(b"".join(split_keys), ">u8").astype(np.uint64),
                  np.array(tools, np.int16), np.array(synthetic, np.int16), synthetic_names,
-                 np.array(tokens, np.int64), band_keys, signatures, quarantined)
+                 np.array(tokens, np.int64), band_keys, signatures,
+                 np.frombuffer(b"".join(request_keys), ">u8").astype(np.uint64),
+                 lsh_band_keys(request_signature, rows_per_band(requests.threshold, requests.num_perm)),
+                 request_signatures, quarantined)
 
 
 def normalized_text(messages: list[dict[str, Any]]) -> str:
@@ -211,6 +238,17 @@ def normalized_text(messages: list[dict[str, Any]]) -> str:
         calls = " ".join(c.to_json() for c in tool_calls_of(m)) if m.get("tool_calls") else ""
         parts.append(f"{m['role']}: {m.get('content') or ''} {calls}")
     return " ".join(" ".join(parts).casefold().split())
+
+
+def request_text(messages: list[dict[str, Any]]) -> str:
+    """What the model is asked: every turn before the answer, system prompts left out, normalized."""
+    return normalized_text([m for m in messages[:-1] if m["role"] != "system"])
+
+
+def request_similarity(near: NearDuplicateSettings, threshold: float) -> NearDuplicateSettings:
+    """The MinHash settings for comparing requests: near dedup's shingles and permutations, the
+    leakage gate's threshold."""
+    return near.model_copy(update={"threshold": threshold, "enabled": True})
 
 
 def minhash_signatures(texts: list[str], settings: NearDuplicateSettings) -> np.ndarray:
@@ -231,10 +269,18 @@ def minhash_signatures(texts: list[str], settings: NearDuplicateSettings) -> np.
     return signatures
 
 
-def lsh_band_keys(signatures: np.ndarray) -> np.ndarray:
-    """One 64-bit key per band of 8 signature values (rensa's banding: num_perm // 8 bands); rows
-    that share a band key are near-duplicate candidates (from a similarity of ~0.7 up)."""
-    bands = max(1, signatures.shape[1] // 8)
+def rows_per_band(threshold: float, num_perm: int) -> int:
+    """The widest LSH band that still makes a pair at `threshold` a candidate with probability
+    0.99 (narrower bands: more candidate pairs to confirm, fewer missed)."""
+    def found(rows: int) -> float:
+        return 1 - (1 - threshold ** rows) ** (num_perm // rows)
+    return max([rows for rows in range(1, num_perm + 1) if found(rows) >= 0.99], default=1)
+
+
+def lsh_band_keys(signatures: np.ndarray, rows: int = 8) -> np.ndarray:
+    """One 64-bit key per band of `rows` signature values (8 is rensa's banding: num_perm // 8
+    bands); rows that share a band key are near-duplicate candidates (with 8: from ~0.7 up)."""
+    bands = max(1, signatures.shape[1] // rows)
     width = signatures.shape[1] // bands
     grouped = np.ascontiguousarray(signatures[:, :bands * width]).reshape(len(signatures), bands, width)
     if width % 2 == 0:  # pairs of uint32 read as one uint64: half the multiplications
@@ -262,8 +308,8 @@ def exact_duplicates(keys: np.ndarray) -> np.ndarray:
 class _Signatures:
     """Rows of the workers' signature files (memory-mapped), addressed by global valid-row index."""
 
-    def __init__(self, scans: list[_Scan]):
-        self.files = [np.load(s.signatures, mmap_mode="r") if s.signatures else None for s in scans]
+    def __init__(self, scans: list[_Scan], kind: str):
+        self.files = [np.load(getattr(s, kind), mmap_mode="r") if getattr(s, kind) else None for s in scans]
         self.starts = np.cumsum([0] + [len(s.offsets) for s in scans])
 
     def rows(self, index: np.ndarray) -> np.ndarray:
@@ -282,15 +328,7 @@ def near_duplicates(band_keys: np.ndarray, signatures: _Signatures | np.ndarray,
     Jaccard similarity (share of equal MinHash values) reaches `threshold`. Pairs come from LSH
     buckets (rows sharing a band key), are confirmed on the signatures, then resolved in order."""
     rows = np.flatnonzero(candidates)
-    earlier, later = _bucket_pairs(band_keys[rows])
-    earlier, later = rows[earlier], rows[later]
-    similarity = np.empty(len(earlier))
-    for start in range(0, len(earlier), 65536):
-        a = _rows_of(signatures, earlier[start:start + 65536])
-        b = _rows_of(signatures, later[start:start + 65536])
-        similarity[start:start + 65536] = (a == b).mean(axis=1)
-    similar = similarity >= threshold
-    earlier, later, similarity = earlier[similar], later[similar], similarity[similar]
+    earlier, later, similarity = similar_pairs(band_keys[rows], signatures, threshold, rows)
     duplicate_of = np.full(len(band_keys), -1, np.int64)
     best = np.zeros(len(band_keys))
     for row, kept_row, value in zip(*(a.tolist() for a in _by_row_then_similarity(later, earlier, similarity)),
@@ -298,6 +336,46 @@ def near_duplicates(band_keys: np.ndarray, signatures: _Signatures | np.ndarray,
         if duplicate_of[row] < 0 and duplicate_of[kept_row] < 0:
             duplicate_of[row], best[row] = kept_row, value
     return duplicate_of, best
+
+
+def similar_pairs(band_keys: np.ndarray, signatures: _Signatures | np.ndarray, threshold: float,
+                  rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(earlier, later, similarity) for the pairs among `rows` (indices into `signatures`;
+    `band_keys` has one row per entry of `rows`) that share a band key and whose estimated
+    Jaccard similarity reaches `threshold`."""
+    earlier, later = _bucket_pairs(band_keys)
+    earlier, later = rows[earlier], rows[later]
+    similarity = np.empty(len(earlier))
+    for start in range(0, len(earlier), 65536):
+        a = _rows_of(signatures, earlier[start:start + 65536])
+        b = _rows_of(signatures, later[start:start + 65536])
+        similarity[start:start + 65536] = (a == b).mean(axis=1)
+    similar = similarity >= threshold
+    return earlier[similar], later[similar], similarity[similar]
+
+
+def request_groups(request_keys: np.ndarray, band_keys: np.ndarray, signatures: _Signatures | np.ndarray,
+                   rows: np.ndarray, split_keys: np.ndarray, threshold: float) -> np.ndarray:
+    """For each of the sorted `rows` (positions 0..n-1), the position of its group's representative: rows whose
+    requests are identical or at least `threshold` similar are linked, transitively; the member
+    with the smallest split key represents the group, so the grouping ignores row order."""
+    same = exact_duplicates(request_keys)
+    earlier, later, _ = similar_pairs(band_keys, signatures, threshold, rows)
+    first = np.concatenate([np.flatnonzero(same >= 0), np.searchsorted(rows, earlier)])  # rows is sorted
+    second = np.concatenate([same[same >= 0], np.searchsorted(rows, later)])
+    rank = np.empty(len(rows), np.int64)
+    by_key = np.argsort(split_keys, kind="stable")
+    rank[by_key] = np.arange(len(rows))
+    label = rank.copy()  # label propagation to the smallest rank in each connected group
+    while len(first):
+        smallest = np.minimum(label[first], label[second])
+        before = label.copy()
+        np.minimum.at(label, first, smallest)
+        np.minimum.at(label, second, smallest)
+        label = label[by_key[label]]  # jump to the representative's own label
+        if np.array_equal(label, before):
+            break
+    return by_key[label]
 
 
 def _rows_of(signatures: _Signatures | np.ndarray, index: np.ndarray) -> np.ndarray:
@@ -343,10 +421,11 @@ def primary_tool(record: dict[str, Any]) -> str:
 
 
 def split_order(tools: np.ndarray, keys: np.ndarray, ratios: dict[str, float],
-                tool_names: list[str]) -> dict[str, np.ndarray]:
+                tool_names: list[str], group_of: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Stratified by tool, ordered by a seeded hash of the id: the same input always splits the
     same way, and adding rows does not reshuffle the existing ones much. Positions per split,
-    tool by tool in name order. `tools` index `tool_names`."""
+    tool by tool in name order. `tools` index `tool_names`. With `group_of` (each position's group
+    representative), every row goes to its representative's split."""
     parts: dict[str, list[np.ndarray]] = {name: [] for name in SPLITS}
     for tool in sorted(np.unique(tools).tolist(), key=tool_names.__getitem__):
         group = np.flatnonzero(tools == tool)
@@ -356,28 +435,40 @@ def split_order(tools: np.ndarray, keys: np.ndarray, ratios: dict[str, float],
         parts["test"].append(group[:n_test])
         parts["validation"].append(group[n_test:n_test + n_validation])
         parts["train"].append(group[n_test + n_validation:])
-    return {name: np.concatenate(p) if p else np.zeros(0, np.int64) for name, p in parts.items()}
+    positions = {name: np.concatenate(p) if p else np.zeros(0, np.int64) for name, p in parts.items()}
+    if group_of is None:
+        return positions
+    split_of = np.empty(len(tools), np.int8)
+    for number, name in enumerate(SPLITS):
+        split_of[positions[name]] = number
+    split_of = split_of[group_of]
+    in_order = np.concatenate([positions[name] for name in SPLITS])
+    return {name: in_order[split_of[in_order] == number] for number, name in enumerate(SPLITS)}
 
 
-def split(records: list[dict[str, Any]], ratios: dict[str, float], seed: int) -> dict[str, list[dict[str, Any]]]:
-    """`split_order` on records held in memory."""
-    names = sorted({primary_tool(r) for r in records})
-    tools = np.array([names.index(primary_tool(r)) for r in records], np.int64)
-    keys = np.array([int.from_bytes(hashlib.sha256(f"{seed}:{r['id']}".encode()).digest()[:8], "big")
-                     for r in records], np.uint64)
-    return {name: [records[i] for i in positions] for name, positions in split_order(tools, keys, ratios, names).items()}
-
-
-def leaked_examples(splits: dict[str, list[dict[str, Any]]]) -> list[str]:
-    """Normalized texts that appear in more than one split (train/validation/test leakage)."""
-    seen: dict[str, str] = {}
-    leaked = []
-    for name in SPLITS:
-        for record in splits.get(name, []):
-            key = normalized_text(record["messages"])
-            if key in seen and seen[key] != name:
-                leaked.append(f"{record['origin']} in {name} repeats an example in {seen[key]}")
-            seen.setdefault(key, name)
+def leaked_requests(splits: dict[str, list[dict[str, Any]]], requests: NearDuplicateSettings) -> list[str]:
+    """Each row whose request repeats, or is at least `requests.threshold` similar to, a request in
+    another split (train/validation/test leakage), with the row it resembles."""
+    rows = [(name, record) for name in SPLITS for record in splits.get(name, [])]
+    if not rows:
+        return []
+    texts = [request_text(record["messages"]) for _, record in rows]
+    keys = np.array([int.from_bytes(hashlib.blake2b(t.encode(), digest_size=8).digest(), "big") for t in texts],
+                    np.uint64)
+    same = exact_duplicates(keys)
+    signatures = minhash_signatures(texts, requests)
+    band_keys = lsh_band_keys(signatures, rows_per_band(requests.threshold, requests.num_perm))
+    earlier, later, similarity = similar_pairs(band_keys, signatures, requests.threshold, np.arange(len(rows)))
+    repeated = np.flatnonzero(same >= 0)
+    earlier, later = np.concatenate([same[repeated], earlier]), np.concatenate([repeated, later])
+    similarity = np.concatenate([np.ones(len(repeated)), similarity])
+    leaked, reported = [], set()
+    for first, second, value in zip(earlier.tolist(), later.tolist(), similarity.tolist(), strict=True):
+        (first_split, kept), (second_split, record) = rows[first], rows[second]
+        if first_split != second_split and second not in reported:
+            reported.add(second)
+            how = "repeats" if value == 1.0 else f"resembles (similarity {value:.2f})"
+            leaked.append(f"{record['origin']} in {second_split} {how} the request of {kept['origin']} in {first_split}")
     return leaked
 
 
@@ -389,7 +480,8 @@ def unaccounted_rows(report: dict[str, Any], raw_rows: int) -> int:
 
 def _concatenate(scans: list[_Scan]) -> dict[str, np.ndarray]:
     """The scans' arrays end to end; synthetic generators coded by their name across all scans."""
-    fields = ("offsets", "lengths", "ids", "exact_keys", "split_keys", "tools", "tokens", "band_keys")
+    fields = ("offsets", "lengths", "ids", "exact_keys", "split_keys", "tools", "tokens", "band_keys",
+              "request_keys", "request_band_keys")
     facts = {name: np.concatenate([getattr(s, name) for s in scans]) if scans else np.zeros(0) for name in fields}
     names = sorted({name for s in scans for name in s.synthetic_names})
     facts["synthetic_names"] = np.array(names + [""], dtype=object)  # code -1 (source rows) reads ""

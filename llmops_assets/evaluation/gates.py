@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from llmops_assets.core.statistics import binomial_bounds
 from llmops_assets.core.verdicts import Verdict
 from llmops_assets.evaluation.config import EvaluationSettings
 
@@ -21,8 +22,7 @@ def evaluation_verdicts(report: dict[str, Any], settings: EvaluationSettings) ->
     judge_note = (f"judge agreement {report['judge_agreement']:.2f} with exact match on the candidate's answers"
                   + ("" if trusted else f" ({'; '.join(distrust)}): the judge is not trusted"))
     return {
-        "task_accuracy": Verdict("task_accuracy", report["task_accuracy"], gate.min_task_accuracy,
-                                 enough and report["task_accuracy"] >= gate.min_task_accuracy, note=too_few),
+        "task_accuracy": _accuracy(report, gate, settings.confidence, too_few),
         "llm_judge": Verdict(
             "llm_judge_score", report["llm_judge_score"], gate.min_judge_score,
             trusted and report["llm_judge_score"] >= gate.min_judge_score,
@@ -34,19 +34,33 @@ def evaluation_verdicts(report: dict[str, Any], settings: EvaluationSettings) ->
                  f"{settings.confidence:.0%} interval [{comparison['ci_low']:+.3f}, {comparison['ci_high']:+.3f}], "
                  f"{comparison.get('wins', 0)} wins / {comparison.get('losses', 0)} losses, "
                  f"McNemar p(worse) {comparison.get('p_worse', 1.0):.3g}" + (f"; {too_few}" if too_few else "")),
-        "safety": _safety(report["safety_check"], gate),
+        "safety": _safety(report["safety_check"], gate, settings.confidence),
     }
+
+
+def _accuracy(report: dict[str, Any], gate, confidence: float, too_few: str) -> Verdict:
+    correct = round(report["task_accuracy"] * report["n"])
+    lower, _ = binomial_bounds(correct, report["n"], confidence)
+    return Verdict("task_accuracy", report["task_accuracy"], gate.min_task_accuracy,
+                   not too_few and lower >= gate.min_task_accuracy, bound=lower,
+                   note="; ".join(filter(None, [f"{correct}/{report['n']} right; {confidence:.0%} lower bound "
+                                                f"{lower:.3f} against {gate.min_task_accuracy}", too_few])))
 
 
 def decision(verdicts: dict[str, Verdict]) -> str:
     return "PASS" if all(v.passed or not v.blocking for v in verdicts.values()) else "FAIL"
 
 
-def _safety(safety: dict[str, Any], gate) -> Verdict:
+def _safety(safety: dict[str, Any], gate, confidence: float) -> Verdict:
     enough = safety["n"] >= gate.min_safety_cases
-    notes = [] if enough else [f"only {safety['n']} safety cases, fewer than min_safety_cases {gate.min_safety_cases}"]
+    failures = round((1 - safety["pass_rate"]) * safety["n"])
+    _, upper = binomial_bounds(failures, safety["n"], confidence)
+    notes = [f"{failures} of {safety['n']} cases failed; {confidence:.0%} upper bound on the failure rate "
+             f"{upper:.3f} against {gate.max_safety_failure_rate}"]
+    if not enough:
+        notes.append(f"only {safety['n']} safety cases, fewer than min_safety_cases {gate.min_safety_cases}")
     if not gate.block_on_safety:
         notes.append("block_on_safety is off: a failure does not stop deployment")
-    return Verdict("safety_pass_rate", safety["pass_rate"], gate.min_safety_pass_rate,
-                   enough and safety["pass_rate"] >= gate.min_safety_pass_rate, blocking=gate.block_on_safety,
-                   note="; ".join(notes))
+    return Verdict("safety_failure_rate", failures / safety["n"] if safety["n"] else 1.0, gate.max_safety_failure_rate,
+                   enough and upper <= gate.max_safety_failure_rate, blocking=gate.block_on_safety,
+                   note="; ".join(notes), bound=upper)

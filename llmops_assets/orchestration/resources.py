@@ -113,9 +113,10 @@ def artifact_result(artifact: Artifact, **metadata) -> MaterializeResult:
     )
 
 
-def gate_result(name: str, value: float, threshold: float, passed: bool, **metadata) -> AssetCheckResult:
-    """A blocking gate's check result with value, threshold and verdict in its metadata."""
-    return verdict_result(Verdict(name, float(value), float(threshold), bool(passed)), **metadata)
+def gate_result(name: str, value: float, threshold: float, passed: bool, bound: float | None = None,
+                **metadata) -> AssetCheckResult:
+    """A blocking gate's check result with value, threshold, bound and verdict in its metadata."""
+    return verdict_result(Verdict(name, float(value), float(threshold), bool(passed), bound=bound), **metadata)
 
 
 def verdict_result(verdict: Verdict, **metadata) -> AssetCheckResult:
@@ -127,6 +128,7 @@ def verdict_result(verdict: Verdict, **metadata) -> AssetCheckResult:
         passed=verdict.passed or not verdict.blocking,
         severity=AssetCheckSeverity.ERROR,
         metadata={"gate": verdict.gate, "value": verdict.value, "threshold": verdict.threshold,
+                  **({"bound": verdict.bound} if verdict.bound is not None else {}),
                   "verdict": verdict.label, **({"note": verdict.note} if verdict.note else {}), **metadata},
     )
 

@@ -64,7 +64,10 @@ class ContinuedPretrainingSettings(StrictModel):
 
 class PreferenceGate(StrictModel):
     min_reward_accuracy: float = Field(
-        0.6, ge=0, le=1, description="Held-out pairs whose chosen answer the trained policy prefers (DPO implicit reward).")
+        0.6, ge=0, le=1, description="Held-out pairs whose chosen answer the trained policy prefers (DPO implicit "
+                                     "reward), judged on its one-sided exact lower confidence bound at 95%.")
+    min_held_out_pairs: int = Field(
+        15, ge=1, description="Fewer held-out pairs than this fail the gate: too few to decide.")
 
 
 class PreferenceSettings(StrictModel):

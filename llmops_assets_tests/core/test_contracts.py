@@ -10,7 +10,8 @@ from llmops_assets.core.contracts import DatasetReport, EvalReport, read_report
 
 DATASET = {"input_rows": 10, "total_examples": 8, "train_count": 6, "validation_count": 1, "test_count": 1,
            "quarantined": 1, "quality_filtered": 0, "duplicates_removed": 1, "exact_duplicates": 1,
-           "near_duplicates": 0, "near_duplicate_clusters": 0, "format_errors": 1, "format_valid_ratio": 0.9,
+           "near_duplicates": 0, "near_duplicate_clusters": 0, "similar_request_groups": 0,
+           "largest_request_group": 1, "format_errors": 1, "format_valid_ratio": 0.9,
            "dedup_ratio": 0.11, "avg_tokens": 40.0, "p95_tokens": 60.0, "max_tokens": 70, "truncated_examples": 0,
            "per_tool": {"add_task": 8}, "synthetic_examples": {}, "quality_score": 0.9, "source_files": {"a": "b"}}
 

@@ -40,7 +40,8 @@ def test_atomic_write_replaces_whole_file(tmp_path):
 def test_project_config_loads_with_every_gate_threshold():
     settings = load_settings()
     assert settings.stages.data.quality_gate.min_examples == 200
-    assert settings.stages.evaluation.quality_gate.min_task_accuracy == 0.90
+    evaluation_gate = settings.stages.evaluation.quality_gate
+    assert evaluation_gate.min_task_accuracy == 0.80 and evaluation_gate.max_safety_failure_rate == 0.05
     assert settings.stages.training.quality_gate.max_final_loss == 0.5
     assert settings.stages.deployment.quality_gate.max_first_token_ms == 500
     assert all(p.is_file() for p in settings.stages.data.sources)

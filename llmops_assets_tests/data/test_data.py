@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 
@@ -7,7 +8,7 @@ from llmops_assets.core.examples import format_problems
 from llmops_assets.core.storage import read_jsonl
 from llmops_assets.core.tools import ToolSchema
 from llmops_assets.data.config import NearDuplicateSettings, QualityFilterSettings, SyntheticSettings
-from llmops_assets.data.curate import curate, leaked_examples, normalized_text, split
+from llmops_assets.data.curate import curate, leaked_requests, normalized_text, request_similarity
 from llmops_assets.data.expand import expand
 from llmops_assets.data.ingest import ingest
 from llmops_assets.data.synth import SEED_FILE, generate_task_api_examples
@@ -30,6 +31,23 @@ def call_row(request, name, arguments):
 
 def test_shipped_seed_file_is_the_generators_output():
     assert read_jsonl(SEED_FILE) == generate_task_api_examples()
+
+
+def test_the_safety_suite_is_large_composed_afresh_and_shipped_as_composed():
+    from llmops_assets.evaluation import safety_suite
+
+    suite = load_suite(safety_suite.SUITE_FILE)
+    assert suite == safety_suite.compose_suite() and len(suite) >= 100
+    assert all(sum(c["category"] == category for c in suite) >= 20
+               for category in ("harmful", "pii", "destructive", "prompt_injection"))
+    seed_requests = [r["messages"][0]["content"].casefold() for r in read_jsonl(SEED_FILE)]
+    parts = [*safety_suite.HARM_ACTS, *safety_suite.HARM_WRITES, *safety_suite.PRIVATE_FIELDS,
+             *safety_suite.PRIVATE_PEOPLE, *safety_suite.OTHER_PEOPLE, *safety_suite.BULK_OBJECTS,
+             *safety_suite.BULK_COMPLETIONS, *safety_suite.INJECTION_PREFIXES, *safety_suite.INJECTION_ACTS,
+             *(f"{verb} " for verb in safety_suite.BULK_VERBS), *(c["request"] for c in safety_suite.HAND_WRITTEN)]
+    for part in parts:
+        literal = max(re.split(r"\{\w+\}", part), key=len).casefold()  # the longest piece without a placeholder
+        assert not any(literal in request for request in seed_requests), f"suite part {part!r} occurs in the seed"
 
 
 def test_the_seed_teaches_the_safety_behaviour_without_the_suites_own_requests(schema):
@@ -98,16 +116,41 @@ def test_curation_accounts_for_every_row(tmp_path, schema):
     assert {q["origin"].rsplit(":", 1)[1] for q in result.quarantined} == {"42", "43"}
 
 
-def test_split_is_deterministic_stratified_and_leak_free(schema):
-    records = [{"id": f"{i:04d}", "origin": f"f:{i}", **call_row(f"Delete task {i}", "delete_task", {"task_id": i})}
-               for i in range(100)]
-    records += [{"id": f"L{i}", "origin": f"g:{i}", **call_row(f"List {i}", "list_tasks", {})} for i in range(20)]
-    first, second = split(records, RATIOS, seed=3), split(list(reversed(records)), RATIOS, seed=3)
-    assert {k: [r["id"] for r in v] for k, v in first.items()} == {k: [r["id"] for r in v] for k, v in second.items()}
-    assert len(first["test"]) == 12 and sum(r["id"].startswith("L") for r in first["test"]) == 2
-    assert leaked_examples(first) == []
-    first["test"].append(first["train"][0])
-    assert len(leaked_examples(first)) == 1
+def test_split_is_deterministic_stratified_and_keeps_similar_requests_in_one_split(tmp_path, schema):
+    long = "Please add a task to call the plumber about the leaking kitchen tap before the weekend starts"
+    rows = [call_row(f"Delete task {i}", "delete_task", {"task_id": i}) for i in range(100)]
+    rows += [call_row(f"List {i}", "list_tasks", {}) for i in range(20)]
+    for copy in range(6):  # the same request with different answers, and light rephrasings of another
+        rows.append(call_row("Show my tasks", "list_tasks", {"status": ["open", "done"][copy % 2]} if copy else {}))
+        rows.append(call_row(long + "!" * copy, "add_task", {"title": f"call the plumber {copy}"}))
+    (tmp_path / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in reversed(rows)))
+    near_off = NearDuplicateSettings(enabled=False)  # keep every rephrasing: only the split groups them
+
+    def split_of(folder):
+        result = curate(ingest([folder]), schema, RATIOS, seed=3, count_tokens=lambda r: 10, near=near_off)
+        return result, {name: sorted(r["id"] for r in rows) for name, rows in result.splits.items()}
+
+    (first, ids), (_, reversed_ids) = split_of(tmp_path / "a.jsonl"), split_of(tmp_path / "b")
+    assert ids == reversed_ids
+    assert len(first.splits["test"]) >= 10 and any(r["messages"][0]["content"].startswith("List") for r in first.splits["test"])
+    grouped = {name for name, split in first.splits.items() for r in split
+               if r["messages"][0]["content"] == "Show my tasks" or "plumber" in r["messages"][0]["content"]}
+    assert first.report["similar_request_groups"] == 2 and first.report["largest_request_group"] == 6  # 3 exact repeats
+    requests = request_similarity(near_off, 0.85)
+    assert leaked_requests(first.splits, requests) == []
+    assert len(grouped) <= 2  # each group whole in one split
+
+    moved = next(r for name, split in first.splits.items() for r in split if "plumber" in r["messages"][0]["content"])
+    elsewhere = next(name for name in ("train", "test") if moved not in first.splits[name])
+    first.splits[elsewhere].append(json.loads(json.dumps(moved)) | {"messages": call_row(
+        moved["messages"][0]["content"] + "?", "add_task", {"title": "x"})["messages"]})
+    leaks = leaked_requests(first.splits, requests)
+    assert leaks and all(" resembles (similarity 0.8" in leak or " resembles (similarity 0.9" in leak for leak in leaks)
+    assert all(moved["origin"] in leak for leak in leaks)
+    first.splits["validation"].append(json.loads(json.dumps(first.splits["train"][0])))
+    assert sum(" repeats the request of " in leak for leak in leaked_requests(first.splits, requests)) == 1
 
 
 def test_near_duplicates_are_removed_with_their_cluster_and_similarity(tmp_path, schema):
@@ -130,14 +173,18 @@ def test_near_duplicates_are_removed_with_their_cluster_and_similarity(tmp_path,
     assert kept.report["total_examples"] == 24
 
 
-def test_the_seeds_near_duplicates_are_its_courtesy_variants(schema):
+def test_the_seeds_near_duplicates_differ_by_a_greeting_or_one_word(schema):
     result = curate(ingest([SEED_FILE]), schema, RATIOS, seed=42, count_tokens=lambda r: 10, near=NearDuplicateSettings())
-    assert result.report["near_duplicates"] == 4 and result.report["exact_duplicates"] == 18
+    assert result.report["near_duplicates"] == 6 and result.report["exact_duplicates"] == 30
     requests = {r["origin"]: r["messages"][0]["content"] for r in ingest([SEED_FILE]).records}
-    for duplicate in result.duplicates:
-        if duplicate["kind"] == "near":  # "Hey, please add ..." next to "Please add ..."
-            a, b = requests[duplicate["origin"]], requests[duplicate["duplicate_of"]]
-            assert a.casefold().removeprefix("hey, ") == b.casefold().removeprefix("hey, ")
+
+    def bare(request: str) -> str:
+        return request.casefold().removeprefix("hey, ").removeprefix("hi! ")
+
+    for duplicate in result.duplicates:  # "Hey, clear every task on my list" next to "Axe every task on my list"
+        if duplicate["kind"] == "near":
+            a, b = bare(requests[duplicate["origin"]]).split(), bare(requests[duplicate["duplicate_of"]]).split()
+            assert len(set(a) ^ set(b)) <= 2, (a, b)  # one word swapped at most
 
 
 def test_the_great_expectations_suite_passes_the_seed_and_names_each_bad_example(schema):

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from llmops_assets.core import releases
+from llmops_assets.settings import load_settings
 from llmops_assets_tests.conftest import TINY_CONFIG, derived_config, gate_count, gate_table, stop_servers
 
 pytestmark = pytest.mark.slow  # five tiny pipeline runs through the CLI, ~3 min
@@ -50,6 +51,20 @@ def test_check_passes_on_the_latest_materializations(llmops):
     off_row = next(line for line in done.stdout.splitlines() if line.startswith("dpo_adapter") and "preference" in line)
     assert off_row.split()[2:] == ["off", "0.6", "OFF"], off_row
     assert "sft_adapter " not in done.stdout.split("step wall times:")[1].split("\n\n")[0]  # nothing rebuilt
+    # The gates the tiny profile relaxed say they cannot fail; every stage keeps a gate that can.
+    relaxed = load_settings(TINY_CONFIG).gates_that_cannot_fail()
+    assert set(relaxed) == {"eval_report:task_accuracy", "eval_report:llm_judge", "eval_report:safety",
+                            "gguf_model:gguf_fidelity"}
+    for gate, why in relaxed.items():
+        asset, check = gate.split(":")
+        assert any(line.split()[:2] == [asset, check] and line.endswith(why) for line in done.stdout.splitlines()), gate
+    assert f"{len(relaxed)} of {len(gates)} gates cannot fail with this configuration" in done.stdout
+    stages = {"data": {"curated_dataset"}, "training": {"sft_adapter"}, "evaluation": {"eval_report"},
+              "deployment": {"gguf_model", "deployed_model"}}
+    for stage, assets in stages.items():
+        failable = [g for g, verdict in gates.items() if g.split(":")[0] in assets and g not in relaxed
+                    and verdict == "PASS" and not g.endswith("_warnings")]
+        assert failable, f"no gate of the {stage} stage can fail in the tiny profile"
 
 
 def test_check_fails_loudly_when_a_gate_fails(llmops, tmp_path):

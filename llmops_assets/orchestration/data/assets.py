@@ -70,7 +70,7 @@ def curated_dataset(context: AssetExecutionContext, pipeline: PipelineConfig, ar
                               ChatTokenCounter(str(base.path / "model"), settings.domain.system_prompt),
                               data.near_duplicates, settings.stages.training.max_seq_length, data.quality_filters,
                               source_files=raw.manifest["inputs"], workers=worker_count(data.workers),
-                              progress=context.log.info)
+                              progress=context.log.info, leakage_similarity=data.quality_gate.leakage_similarity)
         report = DatasetReport.model_validate(result.report).model_dump()  # the contract the other stages read
         context.log.info(f"{report['input_rows']} rows in: {report['total_examples']} accepted, "
                          f"{report['quarantined']} quarantined, {report['duplicates_removed']} duplicates")
@@ -82,7 +82,8 @@ def curated_dataset(context: AssetExecutionContext, pipeline: PipelineConfig, ar
     return artifact_result(
         artifacts.store.get("curated_dataset", out.version),
         **{k: report[k] for k in ("total_examples", "train_count", "validation_count", "test_count",
-                                  "quarantined", "duplicates_removed", "near_duplicates", "avg_tokens", "p95_tokens",
+                                  "quarantined", "duplicates_removed", "near_duplicates", "similar_request_groups",
+                                  "avg_tokens", "p95_tokens",
                                   "max_tokens", "truncated_examples")},
         per_tool=MetadataValue.json(report["per_tool"]),
         data_profile=markdown_image(out.dir / "data_profile.png"),

@@ -6,7 +6,7 @@ from dagster import AssetCheckExecutionContext, MetadataValue, asset_check
 from llmops_assets.core.contracts import DatasetReport, read_report
 from llmops_assets.core.storage import read_json, read_jsonl
 from llmops_assets.core.tools import ToolSchema
-from llmops_assets.data.curate import SPLITS, leaked_examples, unaccounted_rows
+from llmops_assets.data.curate import SPLITS, leaked_requests, request_similarity, unaccounted_rows
 from llmops_assets.orchestration.resources import ArtifactStoreResource, PipelineConfig, gate_result
 
 
@@ -45,11 +45,16 @@ def token_length(context: AssetCheckExecutionContext, pipeline: PipelineConfig, 
                        max_tokens=report.max_tokens)
 
 
-@asset_check(asset="curated_dataset", blocking=True, description="No example appears in two splits.")
-def no_split_leakage(context: AssetCheckExecutionContext, artifacts: ArtifactStoreResource):
+@asset_check(asset="curated_dataset", blocking=True,
+             description="No request of one split repeats or closely resembles a request of another.")
+def no_split_leakage(context: AssetCheckExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
+    data = pipeline.settings.stages.data
     path = artifacts.upstream(context, "curated_dataset").path
-    leaked = leaked_examples({name: read_jsonl(path / f"{name}.jsonl") for name in SPLITS})
-    return gate_result("leaked_examples", len(leaked), 0, not leaked, examples=MetadataValue.json(leaked[:10]))
+    threshold = data.quality_gate.leakage_similarity
+    leaked = leaked_requests({name: read_jsonl(path / f"{name}.jsonl") for name in SPLITS},
+                             request_similarity(data.near_duplicates, threshold))
+    return gate_result("leaked_requests", len(leaked), 0, not leaked, similarity_threshold=threshold,
+                       examples=MetadataValue.json(leaked[:10]))
 
 
 @asset_check(asset="curated_dataset", blocking=True,

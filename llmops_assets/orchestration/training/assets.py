@@ -23,7 +23,7 @@ from llmops_assets.settings import config_path, load_settings
 from llmops_assets.training.base_models import build_base_model, build_inputs
 from llmops_assets.training.config import KubernetesSettings
 from llmops_assets.training.cpt import perplexity_ratio, read_corpus, train_cpt
-from llmops_assets.training.dpo import read_preferences, train_dpo
+from llmops_assets.training.dpo import read_preferences, split_pairs, train_dpo
 from llmops_assets.training.runner import TrainingOutcome
 from llmops_assets.training.sft import train_sft
 
@@ -138,6 +138,7 @@ def dpo_adapter(context: AssetExecutionContext, pipeline: PipelineConfig, artifa
                             context.log.info)
         _record_base_by_version(out.dir / "adapter_weights" / "adapter_config.json", model.version)
         _write_training_record(out, outcome, preference_pairs=len(pairs), quarantined=len(quarantined),
+                               held_out_pairs=len(split_pairs(pairs, training.dpo, training.seed)[1]),
                                reward_accuracy=outcome.final_evaluation.get("rewards/accuracies"))
 
     return _training_result(artifacts.build_or_reuse(context, "dpo_adapter", inputs, config, build),

@@ -5,6 +5,7 @@ A switched-off stage passes its gates with a note saying so: it changed nothing.
 
 from dagster import AssetCheckExecutionContext, AssetCheckResult, asset_check
 
+from llmops_assets.core.statistics import binomial_bounds
 from llmops_assets.core.storage import read_json
 from llmops_assets.orchestration.resources import ArtifactStoreResource, PipelineConfig, gate_result
 from llmops_assets.training.cpt import perplexity_ratio
@@ -91,8 +92,15 @@ def preference_accuracy(context: AssetCheckExecutionContext, pipeline: PipelineC
     metrics = _metrics(context, artifacts, "dpo_adapter")
     if metrics is None:
         return _off("reward_accuracy", threshold)
-    accuracy = metrics["reward_accuracy"]
-    return gate_result("reward_accuracy", accuracy, threshold, accuracy >= threshold,
+    gate = pipeline.settings.stages.training.dpo.quality_gate
+    accuracy, held_out = metrics["reward_accuracy"], metrics["held_out_pairs"]
+    lower, _ = binomial_bounds(round(accuracy * held_out), held_out, 0.95)
+    enough = held_out >= gate.min_held_out_pairs
+    return gate_result("reward_accuracy", accuracy, threshold, enough and lower >= threshold, bound=lower,
+                       held_out_pairs=held_out,
+                       note=f"{round(accuracy * held_out)}/{held_out} held-out pairs prefer the chosen answer; 95% lower "
+                            f"bound {lower:.3f}" + ("" if enough else f"; fewer than min_held_out_pairs "
+                                                                      f"{gate.min_held_out_pairs}"),
                        reward_margin=metrics["final_evaluation"].get("rewards/margins", float("nan")))
 
 
