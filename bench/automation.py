@@ -23,7 +23,7 @@ from dagster import AssetKey, DagsterInstance, DagsterRunStatus
 from llmops_assets.core.releases import ReleaseRegistry
 from llmops_assets.core.storage import ArtifactStore, write_jsonl
 from llmops_assets.data.synth import SEED_FILE
-from llmops_assets.deployment import servers
+from llmops_assets.deployment import gateway, servers
 from llmops_assets.orchestration.sensors import TRIGGER_TAG
 from llmops_assets_tests.conftest import TINY_CONFIG, derived_config
 from llmops_assets_tests.operations.processes import BIN, dagster_process, instance_env, wait_until
@@ -76,6 +76,7 @@ def main() -> None:
             print(f"file drop -> new model served {time.time() - dropped:.1f} s (through every gate)")
     finally:
         home = root / "llmops"
+        gateway.stop(home)
         for release in ReleaseRegistry(ArtifactStore(home / "artifacts", cache_dir=home / "cache")).releases().values():
             if release.pid:
                 servers.stop(release.pid)

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from llmops_assets.core import releases
-from llmops_assets.deployment import servers, targets
+from llmops_assets.deployment import gateway, servers, targets
 from llmops_assets.orchestration.resources import REBUILD_TAG, ArtifactStoreResource
 from llmops_assets.settings import ConfigError, load_settings
 
@@ -44,8 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("status", help="what is served, its lineage, and the latest result of every gate")
     rollback = commands.add_parser("rollback", help="serve an earlier release again (no retraining)")
     rollback.add_argument("--to", default="previous", help="a release version (default: the previous one)")
-    serve = commands.add_parser("serve", help="the embedded model server")
+    serve = commands.add_parser("serve", help="the embedded model server and the gateway in front of it")
     serve.add_argument("action", choices=["status", "stop"])
+    gateway_parser = commands.add_parser("gateway", help="run the gateway in the foreground (deployments start it "
+                                                         "detached by themselves)")
+    gateway_parser.add_argument("--port", type=int, required=True)
+    trace = commands.add_parser("trace", help="the release, GGUF, adapter, data and eval report behind an answer")
+    trace.add_argument("request_id")
     gc = commands.add_parser("gc", help="remove artifact versions that a crashed or killed publish left without a manifest")
     gc.add_argument("--min-age-hours", type=float, default=1.0,
                     help="keep younger remains: they may be a publish in progress (default: 1)")
@@ -69,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
         return status_command()
     if args.command == "rollback":
         return run_pipeline("rollback", {"ops": {"deployed_model": {"config": {"rollback_to": args.to}}}})
+    if args.command == "gateway":
+        return gateway_command(args.port)
+    if args.command == "trace":
+        return trace_command(args.request_id)
     return serve_command(args.action)
 
 
@@ -268,8 +277,10 @@ def served_summary() -> str:
         return "\nnothing is served" + (f" (release {stopped['version']} was stopped)" if stopped else " yet")
     status = champion.view()
     alive = targets.target_of(status, load_settings().stages.deployment, resource.home_path).serving(status)
+    front = gateway.running(resource.home_path)
     return (f"\nserved: {champion.model} version {champion.version} on {champion.server} at {champion.endpoint} "
-            f"({'answering' if alive else 'NOT answering'})\nmodel: {champion.model_path}")
+            f"({'answering' if alive else 'NOT answering'})\nmodel: {champion.model_path}\n"
+            + (f"clients call the gateway: {front['endpoint']}" if front else "the gateway is not running"))
 
 
 def serve_command(action: str) -> int:
@@ -280,6 +291,8 @@ def serve_command(action: str) -> int:
         print(json.dumps(champion.view(), indent=2) if champion else "nothing is served")
         print(served_summary())
         return 0 if champion else 1
+    if gateway.stop(resource.home_path):
+        print("stopped the gateway")
     if champion is None or champion.server != "llamacpp":
         print("nothing is served by the embedded server" + (f"; {champion.model} is on Ollama" if champion else ""))
         return 0
@@ -289,6 +302,62 @@ def serve_command(action: str) -> int:
     registry.write_views(resource.home_path)
     print(f"stopped {champion.model_name} version {champion.version} (pid {champion.pid})")
     return 0
+
+
+def gateway_command(port: int) -> int:
+    import uvicorn
+
+    from llmops_assets.core.request_log import default_url
+
+    settings, resource = load_settings(), ArtifactStoreResource()
+    deployment = settings.stages.deployment
+    app = gateway.create_app(
+        resource.home_path, resource.store.url,
+        settings.domain.system_prompt if deployment.gateway.add_system_prompt else "", settings.domain.tools_file,
+        deployment.gateway.request_log or default_url(resource.home_path), deployment.gateway.requests_per_minute,
+        deployment.gateway.cost_per_1k_tokens, deployment.gateway.upstream_timeout_s, deployment.api_key())
+    uvicorn.run(app, host=deployment.host, port=port, log_level="warning")
+    return 0
+
+
+def trace_command(request_id: str) -> int:
+    """From a request id to what produced its answer: the release and, through the artifacts'
+    manifests, the GGUF, adapter, training data and eval report."""
+    from llmops_assets.core.request_log import RequestLog, default_url
+
+    settings, resource = load_settings(), ArtifactStoreResource()
+    log = RequestLog(settings.stages.deployment.gateway.request_log or default_url(resource.home_path))
+    entry = log.get(request_id)
+    if entry is None:
+        print(f"no request {request_id} in the request log ({log.url})")
+        return 1
+    release = resource.registry.releases().get(entry["release_number"])
+    print(f"request {request_id} at {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(entry['received_at']))}: "
+          f"status {entry['status']}, {entry['latency_ms']:.0f} ms, answered by release {entry['release_number']} "
+          f"({entry['role']}) version {entry['release_version']}")
+    print(f"answer: {entry['answer']}")
+    if release is None:
+        print("that release is not in the registry any more")
+        return 1
+    store = resource.store
+    for line in lineage(store, "gguf_model", release.version):
+        print(line)
+    return 0
+
+
+def lineage(store, asset: str, version: str, depth: int = 0) -> list[str]:
+    """`asset@version` and, indented, everything its manifest says it was built from."""
+    try:
+        manifest = store.get(asset, version).manifest
+    except FileNotFoundError:
+        return [f"{'  ' * depth}{asset} {version} (gone from {store.url})"]
+    lines = [f"{'  ' * depth}{asset} {version}  {store.url_of(asset, version)}"]
+    for name, upstream in sorted(manifest.get("inputs", {}).items()):
+        if store.exists(name, upstream):
+            lines += lineage(store, name, upstream, depth + 1)
+        else:
+            lines.append(f"{'  ' * (depth + 1)}{name} {upstream}")
+    return lines
 
 
 def gc_command(min_age_s: float) -> int:

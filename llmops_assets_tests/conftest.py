@@ -18,9 +18,10 @@ def registry_of(home: Path, store=None):
 
 
 def stop_servers(home: Path, store=None) -> None:
-    """Stop every llama.cpp server the releases of a test's pipeline home started."""
-    from llmops_assets.deployment import servers
+    """Stop the gateway and every llama.cpp server the releases of a test's pipeline home started."""
+    from llmops_assets.deployment import gateway, servers
 
+    gateway.stop(home)
     for release in registry_of(home, store).releases().values():
         if release.pid:
             servers.stop(release.pid)

@@ -21,6 +21,20 @@ class DeploymentGate(StrictModel):
     health_timeout_s: float = Field(60, gt=0)
 
 
+class GatewaySettings(StrictModel):
+    """The OpenAI-compatible gateway every client calls: one endpoint across releases."""
+
+    port: int = Field(0, ge=0, le=65535, description="0: a free port picked at the first deployment, then kept "
+                                                      "(recorded in $LLMOPS_HOME/gateway/gateway.json).")
+    add_system_prompt: bool = Field(
+        True, description="Give a request without a system prompt the domain's, as an Ollama Modelfile SYSTEM does.")
+    request_log: str = Field("", description="SQLAlchemy URL of the request log (postgresql+psycopg://... to share "
+                                             "one); empty: SQLite in $LLMOPS_HOME/gateway/requests.sqlite.")
+    requests_per_minute: int = Field(600, ge=1, description="Per API key (or per anonymous client): 429 beyond it.")
+    cost_per_1k_tokens: float = Field(0.0, ge=0, description="Priced into the per-key cost counter of /metrics.")
+    upstream_timeout_s: float = Field(120, gt=0)
+
+
 class DeploymentSettings(StrictModel):
     model_name: str = "task-api-assistant"
     quantization: Literal["Q4_K_M", "Q5_K_M", "Q8_0", "F16"] = "Q4_K_M"
@@ -39,6 +53,7 @@ class DeploymentSettings(StrictModel):
     port: int = Field(0, ge=0, le=65535, description="0: pick a free port.")
     n_threads: int = Field(1, ge=1)
     n_ctx: int = Field(2048, ge=128)
+    gateway: GatewaySettings = GatewaySettings()
     quality_gate: DeploymentGate = DeploymentGate()
 
     @model_validator(mode="after")

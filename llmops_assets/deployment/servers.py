@@ -18,6 +18,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+LLAMACPP_MARKER = "llama_cpp.server"
+
 
 @dataclass(frozen=True)
 class ServerHandle:
@@ -38,7 +40,7 @@ def start_llamacpp(model_path: Path, alias: str, host: str, port: int, n_threads
                            "the served release, so set stages.deployment.port: 0 to give each release a free port")
     port = port or free_port(host)
     log_file = run_dir / f"server-{port}.log"
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path),
+    command = [sys.executable, "-m", LLAMACPP_MARKER, "--model", str(model_path),
                "--model_alias", alias, "--host", host, "--port", str(port),
                "--n_threads", str(n_threads), "--n_threads_batch", str(n_threads), "--n_ctx", str(n_ctx),
                "--logits_all", "False"]  # the server defaults to logits for every prompt token
@@ -110,9 +112,10 @@ def is_alive(pid: int) -> bool:
         return False
 
 
-def is_our_server(pid: int, started_at: float | None = None) -> bool:
-    """`pid` is a llama.cpp server (and, given its recorded start time, the same process): a pid
-    read from a file may belong to another process after a reboot or a crash."""
+def is_our_server(pid: int, started_at: float | None = None, marker: str = LLAMACPP_MARKER) -> bool:
+    """`pid` is our server, its command line holding `marker` (a llama.cpp server, or the gateway)
+    and, given its recorded start time, the same process: a pid read from a file may belong to
+    another process after a reboot or a crash."""
     import psutil
 
     try:
@@ -120,13 +123,13 @@ def is_our_server(pid: int, started_at: float | None = None) -> bool:
         command, created = process.cmdline(), process.create_time()
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return False
-    return "llama_cpp.server" in command and (started_at is None or abs(created - started_at) < 1.0)
+    return marker in command and (started_at is None or abs(created - started_at) < 1.0)
 
 
-def stop(pid: int, started_at: float | None = None, timeout_s: float = 10) -> bool:
+def stop(pid: int, started_at: float | None = None, timeout_s: float = 10, marker: str = LLAMACPP_MARKER) -> bool:
     """SIGTERM the server's process group, SIGKILL it if it lingers; only when `pid` is still our
     server. False when there was nothing of ours to stop."""
-    if not is_alive(pid) or not is_our_server(pid, started_at):
+    if not is_alive(pid) or not is_our_server(pid, started_at, marker):
         return False
     try:
         os.killpg(pid, signal.SIGTERM)
@@ -151,7 +154,10 @@ def _reap(pid: int) -> None:
 
 
 def port_is_free(host: str, port: int) -> bool:
+    """Nothing listens on it (connections of a stopped server lingering in TIME_WAIT do not count,
+    as servers bind with SO_REUSEADDR)."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:

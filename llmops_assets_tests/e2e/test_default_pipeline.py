@@ -13,9 +13,8 @@ from llmops_assets.core.chat import parse_tool_call
 from llmops_assets.core.inference import chat_completion
 from llmops_assets.core.storage import ArtifactStore
 from llmops_assets.core.tools import ToolCall
-from llmops_assets.deployment import servers
 from llmops_assets.settings import DEFAULT_CONFIG, load_settings
-from llmops_assets_tests.conftest import derived_config, gate_count, gate_table
+from llmops_assets_tests.conftest import derived_config, gate_count, gate_table, stop_servers
 
 pytestmark = pytest.mark.slow
 
@@ -28,9 +27,7 @@ def default_run(tmp_path_factory):
     done = subprocess.run([sys.executable, "-m", "llmops_assets.cli", "run"], env=env, cwd=home,
                           capture_output=True, text=True, timeout=1800)
     yield done, home / "llmops"
-    status = releases.read_status(home / "llmops")
-    if status:
-        servers.stop(status["pid"])
+    stop_servers(home / "llmops")
 
 
 def test_make_run_passes_every_seed_gate(default_run):

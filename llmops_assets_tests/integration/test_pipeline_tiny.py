@@ -2,7 +2,11 @@
 a real llama.cpp server on 127.0.0.1; then a failing gate that must leave that server untouched."""
 
 import json
+import os
 import shutil
+import subprocess
+import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -129,9 +133,7 @@ def test_synthetic_data_continued_pretraining_and_dpo_run_in_the_graph_with_thei
         failed = {(e.asset_key.to_user_string(), e.check_name) for e in checked.get_asset_check_evaluations() if not e.passed}
         assert {(a, "within_time_budget") for a in ("cpt_model", "sft_adapter", "dpo_adapter")} <= failed
     finally:
-        status = releases.read_status(tmp_path / "home")
-        if status:
-            servers.stop(status["pid"])
+        stop_servers(tmp_path / "home")
 
 
 def test_deployment_status_describes_the_running_server(pipeline):
@@ -151,8 +153,58 @@ def test_deployment_status_describes_the_running_server(pipeline):
     assert answer["choices"][0]["message"]["role"] == "assistant"
     assert answer["usage"]["completion_tokens"] >= 1
     agent = json.loads((home / "agent_config.json").read_text())
-    assert agent["endpoint"] == status["endpoint"]
+    assert agent["endpoint"] == json.loads((home / "gateway" / "gateway.json").read_text())["endpoint"]
+    assert agent["endpoint"] != status["endpoint"]  # clients call the gateway, which outlives releases
     assert [t["function"]["name"] for t in agent["tools"]] == ["add_task", "list_tasks", "complete_task", "delete_task"]
+
+
+def post(url: str, body: dict, headers: dict | None = None):
+    request = urllib.request.Request(url, data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json", **(headers or {})})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.load(response), dict(response.headers)
+
+
+def test_the_gateway_answers_as_the_champion_with_its_system_prompt_a_request_id_and_a_log_entry(pipeline):
+    from llmops_assets.core.request_log import RequestLog, default_url
+    from llmops_assets.deployment import gateway
+
+    _, home, _ = pipeline
+    status = releases.read_status(home)
+    endpoint = json.loads((home / "agent_config.json").read_text())["endpoint"]
+    answer, headers = post(f"{endpoint}/chat/completions",  # a bare OpenAI-style call: no system prompt
+                           {"model": "anything", "max_tokens": 8, "messages": [{"role": "user", "content": "Delete task 3"}]})
+    request_id = headers["x-request-id"]
+    assert answer["request_id"] == request_id and headers["x-release-version"] == status["version"]
+    assert answer["release"] == {"version": status["version"], "release_number": status["release_number"],
+                                 "role": "champion"}
+    assert answer["usage"]["completion_tokens"] >= 1
+    entry = RequestLog(default_url(home)).get(request_id)
+    system_prompt = load_settings(TINY_CONFIG).domain.system_prompt
+    assert entry["messages"][0] == {"role": "system", "content": system_prompt}  # added by the gateway
+    assert entry["answer"] == answer["choices"][0]["message"]["content"] and entry["status"] == 200
+    assert entry["release_version"] == status["version"] and entry["first_token_ms"] <= entry["latency_ms"]
+    with urllib.request.urlopen(endpoint.removesuffix("/v1") + "/metrics", timeout=10) as response:
+        metrics = response.read().decode()
+    assert f'llmops_gateway_requests_total{{release="{status["version"]}",role="champion",status="200"}}' in metrics
+    assert "llmops_gateway_first_token_seconds_bucket" in metrics
+
+    # From the request id to what produced the answer.
+    trace = subprocess.run([sys.executable, "-m", "llmops_assets.cli", "--config", str(TINY_CONFIG), "trace", request_id],
+                           env=os.environ | {"LLMOPS_HOME": str(home)}, capture_output=True, text=True, timeout=120)
+    assert trace.returncode == 0, trace.stdout + trace.stderr
+    for asset in ("gguf_model", "eval_report", "merged_model", "sft_adapter", "curated_dataset", "raw_examples"):
+        assert f"{asset} " in trace.stdout, asset
+
+    # A gateway that dies comes back on the same port with its log.
+    state = json.loads((home / "gateway" / "gateway.json").read_text())
+    assert gateway.stop(home) and not servers.is_alive(state["pid"])
+    again = gateway.ensure(home, TINY_CONFIG, str(home / "artifacts"), "127.0.0.1", 0)
+    assert again["port"] == state["port"] and again["pid"] != state["pid"]
+    assert RequestLog(default_url(home)).get(request_id)["answer"] == entry["answer"]
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        post(f"{endpoint}/chat/completions", {"messages": "not a list"})
+    assert refused.value.code == 400
 
 
 def test_the_produced_gguf_loads_in_llama_cpp_and_completes(pipeline):

@@ -19,11 +19,12 @@ from llmops_assets.core.modeling import load_merged, save_merged
 from llmops_assets.core.releases import ReleaseRegistry
 from llmops_assets.core.storage import Artifact, file_sha256, read_json, read_jsonl, write_json
 from llmops_assets.core.tools import ToolSchema
-from llmops_assets.deployment import export, packaging, release, targets
+from llmops_assets.deployment import export, gateway, packaging, release, targets
 from llmops_assets.deployment.fidelity import fidelity_verdict, replay
 from llmops_assets.evaluation.gates import evaluation_verdicts
 from llmops_assets.orchestration.conditions import AFTER_UPSTREAM_GATES
 from llmops_assets.orchestration.resources import ArtifactStoreResource, PipelineConfig, artifact_result
+from llmops_assets.settings import config_path
 
 
 @asset(automation_condition=AFTER_UPSTREAM_GATES, group_name="deployment", deps=["eval_report", "cpt_model", "dpo_adapter"],
@@ -123,20 +124,32 @@ def deployed_model(context: AssetExecutionContext, config: DeployConfig, pipelin
     current = _current_deployment(artifacts, candidate, settings.stages.deployment)
     if current is not None:
         context.log.info(f"{candidate['version']} is already served and answering: nothing to switch")
+        _gateway(artifacts, pipeline, context)
         return _deployed_result(current)
     ollama_spec = read_json(gguf_path.parent / "ollama.json")
     served = release.deploy(gguf_path, ollama_spec, candidate, settings.stages.deployment, home, registry,
                             probe_messages, context.log.info)
-    agent = packaging.agent_config(ToolSchema.from_file(settings.domain.tools_file).functions, served.endpoint,
-                                   served.model, served.version, settings.domain.system_prompt)
+    endpoint = _gateway(artifacts, pipeline, context)
+    agent = packaging.agent_config(ToolSchema.from_file(settings.domain.tools_file).functions, endpoint,
+                                   served.model_name, served.version, settings.domain.system_prompt)
     write_json(home / "agent_config.json", agent)
     with artifacts.store.write("deployed_model", inputs=served.inputs) as out:
         write_json(out.dir / "deployment_status.json", served.view())
         write_json(out.dir / "agent_config.json", agent)
         shutil.copy2(gguf_path.parent / "Modelfile", out.dir / "Modelfile")
-        out.metrics = {"version": served.version, "endpoint": served.endpoint, **served.probe}
-    context.log.info(f"serving {served.version} as {served.model} on {served.server} at {served.endpoint}")
+        out.metrics = {"version": served.version, "endpoint": served.endpoint, "gateway": endpoint, **served.probe}
+    context.log.info(f"serving {served.version} as {served.model} on {served.server} at {served.endpoint}, "
+                     f"through the gateway at {endpoint}")
     return _deployed_result(artifacts.store.get("deployed_model", out.version))
+
+
+def _gateway(artifacts: ArtifactStoreResource, pipeline: PipelineConfig, context) -> str:
+    """The gateway's endpoint, started when it does not run (it follows the registry by itself)."""
+    deployment = pipeline.settings.stages.deployment
+    state = gateway.ensure(artifacts.home_path, Path(pipeline.config_path or config_path()).resolve(),
+                           artifacts.store.url, deployment.host, deployment.gateway.port)
+    context.log.info(f"gateway at {state['endpoint']} (pid {state['pid']})")
+    return state["endpoint"]
 
 
 class GateNotPassed(RuntimeError):

@@ -1,0 +1,288 @@
+"""The gateway: one stable OpenAI-compatible endpoint in front of every live release.
+
+It routes each chat request to the champion's model server (the release registry says which one
+that is, so a new release takes over without the endpoint moving), adds the release's system
+prompt when the client sent none, stamps the answer with a request id and the release version,
+logs it durably (`core.request_log`) and exports Prometheus metrics labelled by release and role.
+Upstream it always streams, so time to first token is measured for every request.
+
+The deployment stage runs it detached (`llmops gateway`, see `start`) and keeps it across
+releases: it reads the registry, so it never needs a restart to serve a new champion.
+"""
+
+
+import hashlib
+import json
+import time
+import uuid
+from collections import defaultdict, deque
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+STATE_FILE = "gateway.json"  # pid, start time, port, endpoint: under $LLMOPS_HOME/gateway
+GATEWAY_MARKER = "gateway"  # the `llmops` subcommand, and how its process is told from others
+
+
+def create_app(home: Path, artifacts_url: str, system_prompt: str, tools_file: Path, request_log_url: str,
+               requests_per_minute: int, cost_per_1k_tokens: float, upstream_timeout_s: float, api_key: str = ""):
+    """The FastAPI app; every argument comes from the pipeline settings (see `main`)."""
+    import anyio
+    import httpx
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse, Response
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+
+    from llmops_assets.core.chat import parse_tool_call
+    from llmops_assets.core.releases import ReleaseRegistry
+    from llmops_assets.core.request_log import RequestLog
+    from llmops_assets.core.storage import ArtifactStore
+    from llmops_assets.core.tools import ToolSchema
+
+    registry = ReleaseRegistry(ArtifactStore(artifacts_url, Path(home) / "cache"))
+    schema = ToolSchema.from_file(tools_file)
+    log = RequestLog(request_log_url)
+    metrics = CollectorRegistry()
+    labels = ("release", "role")
+    requests_total = Counter("llmops_gateway_requests", "Chat requests answered", (*labels, "status"),
+                             registry=metrics)
+    latency = Histogram("llmops_gateway_latency_seconds", "Request latency", labels, registry=metrics,
+                        buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30))
+    first_token = Histogram("llmops_gateway_first_token_seconds", "Time to the first token", labels,
+                            registry=metrics, buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5))
+    tokens = Counter("llmops_gateway_tokens", "Tokens in and out", (*labels, "kind"), registry=metrics)
+    tool_calls = Counter("llmops_gateway_tool_calls", "Answers holding a tool call, by schema validity",
+                         (*labels, "valid"), registry=metrics)
+    client_tokens = Counter("llmops_gateway_client_tokens", "Tokens per API key (hashed)", ("client",),
+                            registry=metrics)
+    client_cost = Counter("llmops_gateway_client_cost", "Cost per API key at cost_per_1k_tokens", ("client",),
+                          registry=metrics)
+    recent: dict[str, deque] = defaultdict(deque)
+    routes = _Routes(registry)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        async with httpx.AsyncClient(timeout=upstream_timeout_s) as client:
+            app.state.client = client
+            yield
+
+    app = FastAPI(title="llmops-assets gateway", lifespan=lifespan)
+
+    def error(status: int, message: str, kind: str) -> JSONResponse:
+        return JSONResponse({"error": {"message": message, "type": kind}}, status_code=status)
+
+    def client_of(request: Request) -> tuple[str, str | None]:
+        """(hashed key or 'anonymous', the presented key): the log never holds a key."""
+        header = request.headers.get("authorization", "")
+        key = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
+        return (hashlib.sha256(key.encode()).hexdigest()[:16] if key else "anonymous"), key
+
+    @app.get("/v1/models")
+    async def models():
+        return {"object": "list", "data": [{"id": r.model_name, "object": "model", "owned_by": "llmops-assets",
+                                            "release": r.version, "role": r.role} for r in routes.live()]}
+
+    @app.get("/metrics")
+    async def prometheus():
+        return Response(generate_latest(metrics), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/health")
+    async def health():
+        champion = routes.champion()
+        return JSONResponse({"status": "ok" if champion else "no release", "release": champion.version if champion
+                             else None}, status_code=200 if champion else 503)
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request):
+        client_id, key = client_of(request)
+        if api_key and key != api_key:
+            return error(401, "missing or wrong API key (Authorization: Bearer ...)", "authentication_error")
+        window = recent[client_id]
+        started = time.time()
+        while window and window[0] < started - 60:
+            window.popleft()
+        if len(window) >= requests_per_minute:
+            return error(429, f"rate limit: {requests_per_minute} requests per minute per API key", "rate_limit")
+        window.append(started)
+        try:
+            body = await request.json()
+        except json.JSONDecodeError as exc:
+            return error(400, f"the body is not JSON: {exc}", "invalid_request_error")
+        messages = body.get("messages") if isinstance(body, dict) else None
+        if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
+            return error(400, "messages must be a non-empty list of {role, content} objects", "invalid_request_error")
+        release = routes.champion()
+        if release is None:
+            return error(503, "no release is served: deploy one (llmops run)", "service_unavailable")
+        if system_prompt and not any(m.get("role") == "system" for m in messages):
+            messages = [{"role": "system", "content": system_prompt}, *messages]
+        request_id = uuid.uuid4().hex
+        upstream = {**body, "messages": messages, "model": release.model, "stream": True,
+                    "stream_options": {"include_usage": True}}
+        answer, usage, first_ms, failure = await _stream(request.app.state.client, release.endpoint, upstream)
+        elapsed_ms = (time.time() - started) * 1000
+        status = 502 if failure else 200
+        call = parse_tool_call(answer) if answer else None
+        valid = None if call is None else not schema.problems(call)
+        label = {"release": release.version, "role": release.role}
+        requests_total.labels(**label, status=str(status)).inc()
+        latency.labels(**label).observe(elapsed_ms / 1000)
+        if first_ms is not None:
+            first_token.labels(**label).observe(first_ms / 1000)
+        used = usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)
+        tokens.labels(**label, kind="prompt").inc(usage.get("prompt_tokens", 0))
+        tokens.labels(**label, kind="completion").inc(usage.get("completion_tokens", 0))
+        client_tokens.labels(client=client_id).inc(used)
+        client_cost.labels(client=client_id).inc(used / 1000 * cost_per_1k_tokens)
+        if valid is not None:
+            tool_calls.labels(**label, valid=str(valid).lower()).inc()
+        entry = {"request_id": request_id, "received_at": started, "client": client_id,
+                 "session": body.get("user") or request.headers.get("x-session-id"),
+                 "release_number": release.release_number, "release_version": release.version, "role": release.role,
+                 "shadow_of": None, "model": release.model_name, "messages": messages, "answer": answer,
+                 "status": status, "error": failure, "latency_ms": elapsed_ms, "first_token_ms": first_ms,
+                 "prompt_tokens": usage.get("prompt_tokens"), "completion_tokens": usage.get("completion_tokens"),
+                 "tool_call_valid": valid}
+        await anyio.to_thread.run_sync(log.record, entry)
+        headers = {"x-request-id": request_id, "x-release-version": release.version}
+        if failure:
+            return JSONResponse({"error": {"message": failure, "type": "upstream_error"}, "request_id": request_id},
+                                status_code=502, headers=headers)
+        return JSONResponse({
+            "id": f"chatcmpl-{request_id}", "object": "chat.completion", "created": int(started),
+            "model": release.model_name, "request_id": request_id,
+            "release": {"version": release.version, "release_number": release.release_number, "role": release.role},
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": usage.get("prompt_tokens", 0),
+                      "completion_tokens": usage.get("completion_tokens", 0), "total_tokens": used},
+        }, headers=headers)
+
+    return app
+
+
+async def _stream(client, endpoint: str, body: dict[str, Any]) -> tuple[str, dict[str, int], float | None, str | None]:
+    """(answer, usage, first-token ms, error) of one streamed upstream chat completion. Usage is
+    the server's when it reports it (Ollama does); llama.cpp's server streams one token per chunk
+    and reports none, so completion tokens are the chunks then and prompt tokens unknown."""
+    import httpx
+
+    parts: list[str] = []
+    usage: dict[str, int] = {}
+    first_ms = None
+    started = time.perf_counter()
+    try:
+        async with client.stream("POST", f"{endpoint}/chat/completions", json=body) as response:
+            if response.status_code != 200:
+                return "", {}, None, f"the model server answered {response.status_code}: {(await response.aread())[:300]!r}"
+            async for line in response.aiter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                chunk = json.loads(line[6:])
+                usage = chunk.get("usage") or usage
+                for choice in chunk.get("choices") or []:
+                    text = (choice.get("delta") or {}).get("content")
+                    if text:
+                        first_ms = first_ms if first_ms is not None else (time.perf_counter() - started) * 1000
+                        parts.append(text)
+    except (httpx.HTTPError, json.JSONDecodeError) as exc:
+        return "".join(parts), usage, first_ms, f"the model server at {endpoint} failed: {exc!r}"
+    return "".join(parts), usage or {"completion_tokens": len(parts)}, first_ms, None
+
+
+class _Routes:
+    """The live releases, re-read from the registry at most every half second."""
+
+    def __init__(self, registry):
+        self.registry = registry
+        self.read_at = 0.0
+        self.releases: list = []
+
+    def live(self) -> list:
+        if time.monotonic() - self.read_at > 0.5:
+            self.releases = self.registry.live()
+            self.read_at = time.monotonic()
+        return self.releases
+
+    def champion(self):
+        return next((r for r in self.live() if r.role == "champion"), None)
+
+
+def state_path(home: Path) -> Path:
+    return Path(home) / "gateway" / STATE_FILE
+
+
+def running(home: Path) -> dict[str, Any] | None:
+    """The gateway's recorded state when that process is still our gateway, else None."""
+    from llmops_assets.core.storage import read_json
+    from llmops_assets.deployment import servers
+
+    path = state_path(home)
+    state = read_json(path) if path.exists() else None
+    if state and servers.is_our_server(state["pid"], state["started_at"], marker=GATEWAY_MARKER):
+        return state
+    return None
+
+
+def ensure(home: Path, config_path: Path, artifacts_url: str, host: str, port: int, timeout_s: float = 30) -> dict[str, Any]:
+    """The running gateway, started when none runs. Its port is `port`, else the one it had before
+    (agents keep their endpoint across releases and gateway restarts), else a free one."""
+    import os
+    import subprocess
+    import sys
+
+    import psutil
+
+    from llmops_assets.core.storage import read_json, write_json
+    from llmops_assets.deployment import servers
+
+    state = running(home)
+    if state:
+        return state
+    path = state_path(home)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    previous = read_json(path) if path.exists() else {}
+    port = port or previous.get("port") or servers.free_port(host)
+    if not servers.port_is_free(host, port):
+        raise RuntimeError(f"the gateway's port {host}:{port} is taken by another process: free it or set "
+                           "stages.deployment.gateway.port")
+    log_file = path.parent / "gateway.log"
+    command = [sys.executable, "-m", "llmops_assets.cli", "--config", str(config_path), GATEWAY_MARKER,
+               "--port", str(port)]
+    environment = os.environ | {"LLMOPS_HOME": str(home), "LLMOPS_ARTIFACTS": artifacts_url}
+    with open(log_file, "ab") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)
+    endpoint = f"http://{host}:{port}/v1"
+    state = {"pid": process.pid, "started_at": psutil.Process(process.pid).create_time(), "port": port,
+             "endpoint": endpoint, "log_file": str(log_file)}
+    _wait_listening(endpoint, process.pid, timeout_s, log_file)
+    write_json(path, state)
+    return state
+
+
+def stop(home: Path) -> bool:
+    from llmops_assets.deployment import servers
+
+    state = running(home)
+    return bool(state) and servers.stop(state["pid"], state["started_at"], marker=GATEWAY_MARKER)
+
+
+def _wait_listening(endpoint: str, pid: int, timeout_s: float, log_file: Path) -> None:
+    import urllib.error
+    import urllib.request
+
+    from llmops_assets.deployment import servers
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not servers.is_alive(pid):
+            raise RuntimeError(f"the gateway exited at start; its log {log_file} says: "
+                               f"{log_file.read_text(errors='replace')[-500:]}")
+        try:
+            urllib.request.urlopen(endpoint.removesuffix("/v1") + "/health", timeout=1)
+            return
+        except urllib.error.HTTPError:
+            return  # it answers (503 until a release is served)
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.2)
+    raise TimeoutError(f"the gateway did not answer on {endpoint} within {timeout_s:.0f}s (log: {log_file})")
