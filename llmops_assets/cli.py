@@ -307,15 +307,11 @@ def serve_command(action: str) -> int:
 def gateway_command(port: int) -> int:
     import uvicorn
 
-    from llmops_assets.core.request_log import default_url
-
     settings, resource = load_settings(), ArtifactStoreResource()
     deployment = settings.stages.deployment
-    app = gateway.create_app(
-        resource.home_path, resource.store.url,
-        settings.domain.system_prompt if deployment.gateway.add_system_prompt else "", settings.domain.tools_file,
-        deployment.gateway.request_log or default_url(resource.home_path), deployment.gateway.requests_per_minute,
-        deployment.gateway.cost_per_1k_tokens, deployment.gateway.upstream_timeout_s, deployment.api_key())
+    app = gateway.create_app(resource.home_path, resource.store.url, deployment,
+                             settings.domain.system_prompt if deployment.gateway.add_system_prompt else "",
+                             settings.domain.tools_file)
     uvicorn.run(app, host=deployment.host, port=port, log_level="warning")
     return 0
 

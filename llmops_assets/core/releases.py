@@ -24,7 +24,7 @@ STATUS_FILE = "deployment_status.json"
 EVENTS = ".releases/events"
 
 Role = Literal["champion", "challenger", "shadow", "retired"]
-EventKind = Literal["registered", "rejected", "role_changed", "stopped"]
+EventKind = Literal["registered", "rejected", "role_changed", "stopped", "restarted"]
 
 
 class Release(BaseModel):
@@ -117,6 +117,12 @@ class ReleaseRegistry:
     def mark_stopped(self, release_number: int, reason: str) -> ReleaseEvent:
         release = self.releases()[release_number].model_copy(update={"status": "stopped", "traffic_weight": 0.0})
         return self._append("stopped", release.version, release, reason)
+
+    def restarted(self, release_number: int, pid: int, pid_started_at: float, log_file: str, reason: str) -> ReleaseEvent:
+        """The release's server died and a new process serves the same GGUF at the same endpoint."""
+        release = self.releases()[release_number].model_copy(
+            update={"pid": pid, "pid_started_at": pid_started_at, "log_file": log_file})
+        return self._append("restarted", release.version, release, reason)
 
     def rollback_target(self, version: str) -> Release:
         """The release to serve again: `previous` (the one the champion replaced) or a version

@@ -6,8 +6,9 @@ prompt when the client sent none, stamps the answer with a request id and the re
 logs it durably (`core.request_log`) and exports Prometheus metrics labelled by release and role.
 Upstream it always streams, so time to first token is measured for every request.
 
-The deployment stage runs it detached (`llmops gateway`, see `start`) and keeps it across
-releases: it reads the registry, so it never needs a restart to serve a new champion.
+The deployment stage runs it detached (`llmops gateway`, see `ensure`) and keeps it across
+releases: it reads the registry, so it never needs a restart to serve a new champion. It restarts
+a release's llama.cpp server that died (`_ServerKeeper`).
 """
 
 
@@ -20,13 +21,17 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from llmops_assets.deployment.config import DeploymentSettings
+
 STATE_FILE = "gateway.json"  # pid, start time, port, endpoint: under $LLMOPS_HOME/gateway
 GATEWAY_MARKER = "gateway"  # the `llmops` subcommand, and how its process is told from others
 
 
-def create_app(home: Path, artifacts_url: str, system_prompt: str, tools_file: Path, request_log_url: str,
-               requests_per_minute: int, cost_per_1k_tokens: float, upstream_timeout_s: float, api_key: str = ""):
-    """The FastAPI app; every argument comes from the pipeline settings (see `main`)."""
+def create_app(home: Path, artifacts_url: str, deployment: DeploymentSettings, system_prompt: str, tools_file: Path):
+    """The FastAPI app over the releases in the registry at `artifacts_url`. `system_prompt` is
+    added to requests without one ('' to add none)."""
+    import asyncio
+
     import anyio
     import httpx
     from fastapi import FastAPI, Request
@@ -35,13 +40,16 @@ def create_app(home: Path, artifacts_url: str, system_prompt: str, tools_file: P
 
     from llmops_assets.core.chat import parse_tool_call
     from llmops_assets.core.releases import ReleaseRegistry
-    from llmops_assets.core.request_log import RequestLog
+    from llmops_assets.core.request_log import RequestLog, default_url
     from llmops_assets.core.storage import ArtifactStore
     from llmops_assets.core.tools import ToolSchema
 
     registry = ReleaseRegistry(ArtifactStore(artifacts_url, Path(home) / "cache"))
     schema = ToolSchema.from_file(tools_file)
-    log = RequestLog(request_log_url)
+    settings = deployment.gateway
+    log = RequestLog(settings.request_log or default_url(home))
+    api_key = deployment.api_key()
+    requests_per_minute, cost_per_1k_tokens = settings.requests_per_minute, settings.cost_per_1k_tokens
     metrics = CollectorRegistry()
     labels = ("release", "role")
     requests_total = Counter("llmops_gateway_requests", "Chat requests answered", (*labels, "status"),
@@ -59,12 +67,24 @@ def create_app(home: Path, artifacts_url: str, system_prompt: str, tools_file: P
                           registry=metrics)
     recent: dict[str, deque] = defaultdict(deque)
     routes = _Routes(registry)
+    keeper = _ServerKeeper(registry, deployment, Path(home))
+
+    async def watch() -> None:
+        """Restart a live release's model server that died, within a second or so."""
+        while True:
+            await asyncio.sleep(1)
+            for release in routes.live():
+                if keeper.dead(release):
+                    await anyio.to_thread.run_sync(keeper.restart, release)
+                    routes.read_at = 0.0
 
     @asynccontextmanager
     async def lifespan(app):
-        async with httpx.AsyncClient(timeout=upstream_timeout_s) as client:
+        async with httpx.AsyncClient(timeout=settings.upstream_timeout_s) as client:
             app.state.client = client
+            watcher = asyncio.create_task(watch())
             yield
+            watcher.cancel()
 
     app = FastAPI(title="llmops-assets gateway", lifespan=lifespan)
 
@@ -120,6 +140,10 @@ def create_app(home: Path, artifacts_url: str, system_prompt: str, tools_file: P
         upstream = {**body, "messages": messages, "model": release.model, "stream": True,
                     "stream_options": {"include_usage": True}}
         answer, usage, first_ms, failure = await _stream(request.app.state.client, release.endpoint, upstream)
+        if failure and keeper.dead(release):  # its server died: restart it, then answer from it
+            release = await anyio.to_thread.run_sync(keeper.restart, release)
+            routes.read_at = 0.0
+            answer, usage, first_ms, failure = await _stream(request.app.state.client, release.endpoint, upstream)
         elapsed_ms = (time.time() - started) * 1000
         status = 502 if failure else 200
         call = parse_tool_call(answer) if answer else None
@@ -187,6 +211,42 @@ async def _stream(client, endpoint: str, body: dict[str, Any]) -> tuple[str, dic
     except (httpx.HTTPError, json.JSONDecodeError) as exc:
         return "".join(parts), usage, first_ms, f"the model server at {endpoint} failed: {exc!r}"
     return "".join(parts), usage or {"completion_tokens": len(parts)}, first_ms, None
+
+
+class _ServerKeeper:
+    """Restarts the llama.cpp server of a live release when its process is gone: the same GGUF,
+    alias and port (clients and the registry keep the endpoint), recorded as a `restarted` event."""
+
+    def __init__(self, registry, deployment: DeploymentSettings, home: Path):
+        import threading
+
+        self.registry, self.deployment, self.home = registry, deployment, home
+        self.lock = threading.Lock()
+
+    def dead(self, release) -> bool:
+        from llmops_assets.deployment import servers
+
+        return release.server == "llamacpp" and not servers.is_our_server(release.pid, release.pid_started_at)
+
+    def restart(self, release):
+        """The release as served after the restart (another thread may have restarted it first)."""
+        from urllib.parse import urlparse
+
+        from llmops_assets.deployment import servers
+
+        with self.lock:
+            current = self.registry.releases()[release.release_number]
+            if not self.dead(current):
+                return current
+            address = urlparse(current.endpoint)
+            s = self.deployment
+            handle = servers.start_llamacpp(Path(current.model_path), current.model, address.hostname, address.port,
+                                            s.n_threads, s.n_ctx, self.home / "server", api_key=s.api_key())
+            servers.wait_healthy(handle.endpoint, handle.pid, s.quality_gate.health_timeout_s, s.api_key())
+            self.registry.restarted(current.release_number, handle.pid, handle.started_at, str(handle.log_file),
+                                    f"the server (pid {current.pid}) was gone; restarted by the gateway")
+            self.registry.write_views(self.home)
+            return self.registry.releases()[release.release_number]
 
 
 class _Routes:

@@ -207,6 +207,61 @@ def test_the_gateway_answers_as_the_champion_with_its_system_prompt_a_request_id
     assert refused.value.code == 400
 
 
+def test_a_killed_model_server_is_restarted_by_the_gateway_and_no_request_fails(pipeline):
+    import signal
+
+    _, home, _ = pipeline
+    before = releases.read_status(home)
+    endpoint = json.loads((home / "agent_config.json").read_text())["endpoint"]
+    os.killpg(before["pid"], signal.SIGKILL)  # the model server dies, with nothing told
+    answers = [post(f"{endpoint}/chat/completions", {"max_tokens": 4, "messages": [
+        {"role": "user", "content": f"Complete task {n}"}]}) for n in range(3)]
+    assert all(body["release"]["version"] == before["version"] for body, _ in answers)  # every one answered
+    after = releases.read_status(home)
+    assert after["pid"] != before["pid"] and servers.is_our_server(after["pid"], after["pid_started_at"])
+    assert (after["endpoint"], after["version"], after["deployed_at"]) == (before["endpoint"], before["version"],
+                                                                          before["deployed_at"])
+    events = registry_of(home).events()
+    assert events[-1].kind == "restarted" and f"pid {before['pid']}" in events[-1].reason
+
+
+def test_a_real_prometheus_scrapes_the_gateway_per_release(pipeline, tmp_path):
+    """Debian's prometheus, started here on 127.0.0.1, scrapes the gateway's /metrics; its query
+    API returns the request counter of the served release."""
+    import time
+
+    _, home, _ = pipeline
+    status = releases.read_status(home)
+    endpoint = json.loads((home / "agent_config.json").read_text())["endpoint"]
+    post(f"{endpoint}/chat/completions", {"max_tokens": 4, "messages": [{"role": "user", "content": "List my tasks"}]})
+    target = endpoint.removeprefix("http://").removesuffix("/v1")
+    (tmp_path / "prometheus.yml").write_text(
+        f"global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: gateway\n"
+        f"    static_configs: [{{targets: ['{target}']}}]\n")
+    port = servers.free_port("127.0.0.1")
+    prometheus = subprocess.Popen(
+        ["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'data'}",
+         f"--web.listen-address=127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        query = f"http://127.0.0.1:{port}/api/v1/query?query=llmops_gateway_requests_total"
+        series = []
+        deadline = time.monotonic() + 60
+        while not series and time.monotonic() < deadline:
+            time.sleep(1)
+            try:
+                with urllib.request.urlopen(query, timeout=5) as response:
+                    series = json.load(response)["data"]["result"]
+            except (urllib.error.URLError, ConnectionError):
+                continue
+        assert series, "prometheus never returned the gateway's request counter"
+        labels = series[0]["metric"]
+        assert (labels["release"], labels["role"], labels["status"]) == (status["version"], "champion", "200")
+        assert float(series[0]["value"][1]) >= 1
+    finally:
+        prometheus.terminate()
+        prometheus.wait(timeout=30)
+
+
 def test_the_produced_gguf_loads_in_llama_cpp_and_completes(pipeline):
     from llama_cpp import Llama
 

@@ -93,7 +93,7 @@ def preference_accuracy(context: AssetCheckExecutionContext, pipeline: PipelineC
     if metrics is None:
         return _off("reward_accuracy", threshold)
     gate = pipeline.settings.stages.training.dpo.quality_gate
-    accuracy, held_out = metrics["reward_accuracy"], metrics["held_out_pairs"]
+    accuracy, held_out = metrics["reward_accuracy"], metrics.get("held_out_pairs", 0)  # 0: recorded before the count
     lower, _ = binomial_bounds(round(accuracy * held_out), held_out, 0.95)
     enough = held_out >= gate.min_held_out_pairs
     return gate_result("reward_accuracy", accuracy, threshold, enough and lower >= threshold, bound=lower,
