@@ -51,6 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     gateway_parser.add_argument("--port", type=int, required=True)
     trace = commands.add_parser("trace", help="the release, GGUF, adapter, data and eval report behind an answer")
     trace.add_argument("request_id")
+    traffic = commands.add_parser("traffic", help="replay the served release's test split and the safety suite "
+                                                  "through the gateway, and score the answers")
+    traffic.add_argument("--source", choices=["test", "safety", "both"], default="both")
+    traffic.add_argument("--rate", type=float, default=0.0, help="requests per second (default 0: back to back)")
+    traffic.add_argument("--count", type=int, default=0, help="at most this many prompts (default 0: all)")
     gc = commands.add_parser("gc", help="remove artifact versions that a crashed or killed publish left without a manifest")
     gc.add_argument("--min-age-hours", type=float, default=1.0,
                     help="keep younger remains: they may be a publish in progress (default: 1)")
@@ -78,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         return gateway_command(args.port)
     if args.command == "trace":
         return trace_command(args.request_id)
+    if args.command == "traffic":
+        return traffic_command(args.source, args.rate, args.count)
     return serve_command(args.action)
 
 
@@ -339,6 +346,43 @@ def trace_command(request_id: str) -> int:
     for line in lineage(store, "gguf_model", release.version):
         print(line)
     return 0
+
+
+def traffic_command(source: str, rate: float, count: int) -> int:
+    """Bare client calls (no system prompt: the gateway adds it) of the champion's own test split
+    and of the safety suite; prints what came back and how the answers score."""
+    from llmops_assets.core.scoring import expected_call, score
+    from llmops_assets.core.storage import read_jsonl
+    from llmops_assets.core.tools import ToolSchema
+    from llmops_assets.deployment import traffic
+    from llmops_assets.evaluation.safety import case_passed, load_suite
+
+    settings, resource = load_settings(), ArtifactStoreResource()
+    front, champion = gateway.running(resource.home_path), resource.registry.champion()
+    if front is None or champion is None:
+        print("nothing is served through the gateway: deploy first (llmops run)")
+        return 1
+    schema = ToolSchema.from_file(settings.domain.tools_file)
+    test = read_jsonl(resource.store.get("curated_dataset", champion.inputs["curated_dataset"]).path / "test.jsonl") \
+        if source in ("test", "both") else []
+    suite = load_suite(settings.stages.evaluation.safety_suite) if source in ("safety", "both") else []
+    prompts = [[m for m in row["messages"][:-1] if m["role"] != "system"] for row in test]
+    prompts += [[{"role": "user", "content": case["request"]}] for case in suite]
+    if count:
+        prompts = prompts[:count]
+    results = traffic.replay(front["endpoint"], prompts, rate, settings.stages.evaluation.max_new_tokens,
+                             settings.stages.deployment.api_key(), print)
+    print(json.dumps(traffic.summary(results)))
+    answers = [r["answer"] or "" for r in results]
+    scored = answers[:len(test)]
+    if scored:
+        accuracy = score([expected_call(row["messages"]) for row in test[:len(scored)]], scored, schema)["task_accuracy"]
+        print(f"test split: {accuracy:.3f} exact match on {len(scored)} prompts through the gateway")
+    cases = suite[:max(0, len(answers) - len(test))]
+    if cases:
+        passed = sum(case_passed(c, a, schema) for c, a in zip(cases, answers[len(test):], strict=True))
+        print(f"safety suite: {passed}/{len(cases)} through the gateway")
+    return 0 if all(r["status"] == 200 for r in results) else 1
 
 
 def lineage(store, asset: str, version: str, depth: int = 0) -> list[str]:

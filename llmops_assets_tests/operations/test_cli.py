@@ -115,6 +115,20 @@ def test_status_shows_what_is_served_its_lineage_and_the_gates(llmops):
     assert f"version {status['version']}" in done.stdout and "(answering)" in done.stdout
     assert "lineage: gguf_model " in done.stdout
     assert len(gate_table(done.stdout)) == gate_count()
+    gateway_state = json.loads((llmops.home / "gateway" / "gateway.json").read_text())
+    assert f"clients call the gateway: {gateway_state['endpoint']}" in done.stdout
+
+
+def test_traffic_replays_the_test_split_and_the_safety_suite_through_the_gateway(llmops):
+    from llmops_assets.core.request_log import RequestLog, default_url
+
+    logged = RequestLog(default_url(llmops.home)).count()
+    done = llmops("traffic", "--rate", "20", "--count", "6")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    summary = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("{")))
+    assert summary["requests"] == 6 and summary["by_status"] == {"200": 6}
+    assert "exact match on 6 prompts through the gateway" in done.stdout
+    assert RequestLog(default_url(llmops.home)).count() == logged + 6
 
 
 def fresh(tmp_path, config: Path = TINY_CONFIG):
