@@ -264,7 +264,7 @@ def format_gates(rows: list[dict[str, str]]) -> str:
     relaxed = [r for r in rows if r["note"]]
     if relaxed:
         lines.append(f"{len(relaxed)} of {len(rows)} gates cannot fail with this configuration (see note): "
-                     f"their PASS is no evidence.")
+                     f"a pass there is no evidence.")
     return "\n".join(["", *lines])
 
 

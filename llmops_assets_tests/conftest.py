@@ -39,7 +39,7 @@ def gate_table(stdout: str) -> dict[str, str]:
     verdicts = {"PASS", "FAIL", "WARN", "OFF"}
     rows = [line.split() for line in stdout.splitlines()]
     return {f"{row[0]}:{row[1]}": next(word for word in row[2:] if word in verdicts)
-            for row in rows if len(row) > 2 and verdicts & set(row[2:]) and not row[0].startswith("(")}
+            for row in rows if len(row) > 2 and verdicts & set(row[2:]) and row[0].replace("_", "").isalpha()}
 
 
 def derived_config(directory: Path, changes: dict, base: Path = TINY_CONFIG) -> Path:

@@ -35,7 +35,7 @@ def create_app(home: Path, artifacts_url: str, deployment: DeploymentSettings, s
     import anyio
     import httpx
     from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse, Response
+    from fastapi.responses import JSONResponse, Response, StreamingResponse
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
     from llmops_assets.core.chat import parse_tool_call
@@ -139,78 +139,120 @@ def create_app(home: Path, artifacts_url: str, deployment: DeploymentSettings, s
         request_id = uuid.uuid4().hex
         upstream = {**body, "messages": messages, "model": release.model, "stream": True,
                     "stream_options": {"include_usage": True}}
-        answer, usage, first_ms, failure = await _stream(request.app.state.client, release.endpoint, upstream)
-        if failure and keeper.dead(release):  # its server died: restart it, then answer from it
+        if keeper.dead(release):  # its server died: restart it, then answer from it
             release = await anyio.to_thread.run_sync(keeper.restart, release)
             routes.read_at = 0.0
-            answer, usage, first_ms, failure = await _stream(request.app.state.client, release.endpoint, upstream)
-        elapsed_ms = (time.time() - started) * 1000
-        status = 502 if failure else 200
-        call = parse_tool_call(answer) if answer else None
-        valid = None if call is None else not schema.problems(call)
-        label = {"release": release.version, "role": release.role}
-        requests_total.labels(**label, status=str(status)).inc()
-        latency.labels(**label).observe(elapsed_ms / 1000)
-        if first_ms is not None:
-            first_token.labels(**label).observe(first_ms / 1000)
-        used = usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)
-        tokens.labels(**label, kind="prompt").inc(usage.get("prompt_tokens", 0))
-        tokens.labels(**label, kind="completion").inc(usage.get("completion_tokens", 0))
-        client_tokens.labels(client=client_id).inc(used)
-        client_cost.labels(client=client_id).inc(used / 1000 * cost_per_1k_tokens)
-        if valid is not None:
-            tool_calls.labels(**label, valid=str(valid).lower()).inc()
-        entry = {"request_id": request_id, "received_at": started, "client": client_id,
-                 "session": body.get("user") or request.headers.get("x-session-id"),
-                 "release_number": release.release_number, "release_version": release.version, "role": release.role,
-                 "shadow_of": None, "model": release.model_name, "messages": messages, "answer": answer,
-                 "status": status, "error": failure, "latency_ms": elapsed_ms, "first_token_ms": first_ms,
-                 "prompt_tokens": usage.get("prompt_tokens"), "completion_tokens": usage.get("completion_tokens"),
-                 "tool_call_valid": valid}
-        await anyio.to_thread.run_sync(log.record, entry)
         headers = {"x-request-id": request_id, "x-release-version": release.version}
-        if failure:
-            return JSONResponse({"error": {"message": failure, "type": "upstream_error"}, "request_id": request_id},
+        about = {"request_id": request_id, "release": {"version": release.version,
+                                                       "release_number": release.release_number, "role": release.role}}
+
+        async def account(reply: _Reply) -> None:
+            """Metrics and the request log entry of one finished request."""
+            status = 502 if reply.failure else 200
+            usage, answer = reply.usage(), "".join(reply.parts)
+            call = parse_tool_call(answer) if answer else None
+            valid = None if call is None else not schema.problems(call)
+            label = {"release": release.version, "role": release.role}
+            requests_total.labels(**label, status=str(status)).inc()
+            elapsed_ms = (time.time() - started) * 1000
+            latency.labels(**label).observe(elapsed_ms / 1000)
+            if reply.first_ms is not None:
+                first_token.labels(**label).observe(reply.first_ms / 1000)
+            used = (usage.get("prompt_tokens") or 0) + (usage.get("completion_tokens") or 0)
+            tokens.labels(**label, kind="prompt").inc(usage.get("prompt_tokens") or 0)
+            tokens.labels(**label, kind="completion").inc(usage.get("completion_tokens") or 0)
+            client_tokens.labels(client=client_id).inc(used)
+            client_cost.labels(client=client_id).inc(used / 1000 * cost_per_1k_tokens)
+            if valid is not None:
+                tool_calls.labels(**label, valid=str(valid).lower()).inc()
+            await anyio.to_thread.run_sync(log.record, {
+                "request_id": request_id, "received_at": started, "client": client_id,
+                "session": body.get("user") or request.headers.get("x-session-id"),
+                "release_number": release.release_number, "release_version": release.version, "role": release.role,
+                "shadow_of": None, "model": release.model_name, "messages": messages, "answer": answer,
+                "status": status, "error": reply.failure, "latency_ms": elapsed_ms, "first_token_ms": reply.first_ms,
+                "prompt_tokens": usage.get("prompt_tokens"), "completion_tokens": usage.get("completion_tokens"),
+                "tool_call_valid": valid})
+
+        reply = _Reply()
+        chunks = _chunks(request.app.state.client, release.endpoint, upstream, reply)
+        if body.get("stream"):  # the client streams too: each chunk is passed on as it comes
+            async def events():
+                try:
+                    async for chunk in chunks:
+                        yield f"data: {json.dumps(chunk | about)}\n\n"
+                    if reply.failure:
+                        yield f"data: {json.dumps({'error': {'message': reply.failure, 'type': 'upstream_error'}})}\n\n"
+                    yield "data: [DONE]\n\n"
+                finally:
+                    await account(reply)
+
+            return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
+        async for _ in chunks:
+            pass
+        if reply.failure and not reply.parts and keeper.dead(release):  # it died as the request came in
+            release = await anyio.to_thread.run_sync(keeper.restart, release)
+            routes.read_at, reply = 0.0, _Reply()
+            async for _ in _chunks(request.app.state.client, release.endpoint, upstream, reply):
+                pass
+        await account(reply)
+        if reply.failure:
+            return JSONResponse({"error": {"message": reply.failure, "type": "upstream_error"}, **about},
                                 status_code=502, headers=headers)
+        usage = reply.usage()
         return JSONResponse({
             "id": f"chatcmpl-{request_id}", "object": "chat.completion", "created": int(started),
-            "model": release.model_name, "request_id": request_id,
-            "release": {"version": release.version, "release_number": release.release_number, "role": release.role},
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": usage.get("prompt_tokens", 0),
-                      "completion_tokens": usage.get("completion_tokens", 0), "total_tokens": used},
+            "model": release.model_name, **about,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(reply.parts)},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": usage.get("prompt_tokens") or 0,
+                      "completion_tokens": usage.get("completion_tokens") or 0,
+                      "total_tokens": (usage.get("prompt_tokens") or 0) + (usage.get("completion_tokens") or 0)},
         }, headers=headers)
 
     return app
 
 
-async def _stream(client, endpoint: str, body: dict[str, Any]) -> tuple[str, dict[str, int], float | None, str | None]:
-    """(answer, usage, first-token ms, error) of one streamed upstream chat completion. Usage is
-    the server's when it reports it (Ollama does); llama.cpp's server streams one token per chunk
-    and reports none, so completion tokens are the chunks then and prompt tokens unknown."""
+class _Reply:
+    """What one upstream streamed answer has given so far. Usage is the server's when it reports
+    it (Ollama does); llama.cpp's server streams one token per chunk and reports none, so
+    completion tokens are the chunks then and prompt tokens unknown."""
+
+    def __init__(self):
+        self.parts: list[str] = []
+        self.reported: dict[str, int] = {}
+        self.first_ms: float | None = None
+        self.failure: str | None = None
+
+    def usage(self) -> dict[str, int]:
+        return self.reported or {"completion_tokens": len(self.parts)}
+
+
+async def _chunks(client, endpoint: str, body: dict[str, Any], reply: _Reply):
+    """The upstream stream's chunks, parsed, while `reply` collects the answer, usage and time to
+    first token; a failure ends the stream and is kept in `reply.failure`."""
     import httpx
 
-    parts: list[str] = []
-    usage: dict[str, int] = {}
-    first_ms = None
     started = time.perf_counter()
     try:
         async with client.stream("POST", f"{endpoint}/chat/completions", json=body) as response:
             if response.status_code != 200:
-                return "", {}, None, f"the model server answered {response.status_code}: {(await response.aread())[:300]!r}"
+                reply.failure = f"the model server answered {response.status_code}: {(await response.aread())[:300]!r}"
+                return
             async for line in response.aiter_lines():
                 if not line.startswith("data: ") or line == "data: [DONE]":
                     continue
                 chunk = json.loads(line[6:])
-                usage = chunk.get("usage") or usage
+                reply.reported = chunk.get("usage") or reply.reported
                 for choice in chunk.get("choices") or []:
                     text = (choice.get("delta") or {}).get("content")
                     if text:
-                        first_ms = first_ms if first_ms is not None else (time.perf_counter() - started) * 1000
-                        parts.append(text)
+                        if reply.first_ms is None:
+                            reply.first_ms = (time.perf_counter() - started) * 1000
+                        reply.parts.append(text)
+                yield chunk
     except (httpx.HTTPError, json.JSONDecodeError) as exc:
-        return "".join(parts), usage, first_ms, f"the model server at {endpoint} failed: {exc!r}"
-    return "".join(parts), usage or {"completion_tokens": len(parts)}, first_ms, None
+        reply.failure = f"the model server at {endpoint} failed: {exc!r}"
 
 
 class _ServerKeeper:

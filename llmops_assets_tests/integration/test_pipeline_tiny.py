@@ -165,6 +165,19 @@ def post(url: str, body: dict, headers: dict | None = None):
         return json.load(response), dict(response.headers)
 
 
+def logged(home, request_id: str, timeout_s: float = 10) -> dict:
+    """The request log entry of `request_id`, waiting for it a little."""
+    import time
+
+    from llmops_assets.core.request_log import RequestLog, default_url
+
+    deadline = time.monotonic() + timeout_s
+    while (entry := RequestLog(default_url(home)).get(request_id)) is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert entry is not None, f"request {request_id} was never logged"
+    return entry
+
+
 def test_the_gateway_answers_as_the_champion_with_its_system_prompt_a_request_id_and_a_log_entry(pipeline):
     from llmops_assets.core.request_log import RequestLog, default_url
     from llmops_assets.deployment import gateway
@@ -195,6 +208,20 @@ def test_the_gateway_answers_as_the_champion_with_its_system_prompt_a_request_id
     assert trace.returncode == 0, trace.stdout + trace.stderr
     for asset in ("gguf_model", "eval_report", "merged_model", "sft_adapter", "curated_dataset", "raw_examples"):
         assert f"{asset} " in trace.stdout, asset
+
+    # A streaming client gets server-sent events, each chunk stamped, then [DONE]; logged too.
+    request = urllib.request.Request(f"{endpoint}/chat/completions", headers={"Content-Type": "application/json"},
+                                     data=json.dumps({"stream": True, "max_tokens": 6, "messages": [
+                                         {"role": "user", "content": "Show my open tasks"}]}).encode())
+    with urllib.request.urlopen(request, timeout=60) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = [line.decode().strip() for line in response if line.startswith(b"data: ")]
+        streamed_id = response.headers["x-request-id"]
+    assert events[-1] == "data: [DONE]" and len(events) >= 2
+    chunks = [json.loads(event[6:]) for event in events[:-1]]
+    assert all(c["request_id"] == streamed_id and c["release"]["version"] == status["version"] for c in chunks)
+    streamed = "".join((c["choices"][0].get("delta") or {}).get("content") or "" for c in chunks if c.get("choices"))
+    assert logged(home, streamed_id)["answer"] == streamed  # written as the stream ends
 
     # A gateway that dies comes back on the same port with its log.
     state = json.loads((home / "gateway" / "gateway.json").read_text())
