@@ -6,7 +6,8 @@ Uses what is served now (LLMOPS_HOME: the champion's llama.cpp server and the ga
 it). The same request (system prompt included, so both do the same work) goes to each, in
 alternation; prints the added latency per request (paired: gateway - direct) at p50 and p99 and
 the sequential throughput ratio gateway / direct. Targets: at most 2 ms added at p50 on loopback,
-throughput at least 0.95x direct.
+throughput at least 0.95x direct. The gateway's rate limit applies: keep the requests of a minute
+under `stages.deployment.gateway.requests_per_minute` (600 by default).
 """
 
 import argparse

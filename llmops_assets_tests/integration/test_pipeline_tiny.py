@@ -85,12 +85,12 @@ def test_synthetic_data_continued_pretraining_and_dpo_run_in_the_graph_with_thei
     instance = DagsterInstance.ephemeral()
     stages = {"continued_pretraining": {"enabled": True, "max_steps": 6, "learning_rate": 0.003},
               "dpo": {"enabled": True, "max_steps": 6, "learning_rate": 0.001, "quality_gate": {"min_reward_accuracy": 0.0}}}
-    synthetic = {"enabled": True, "generator": "template", "target_count": 680}
+    synthetic = {"enabled": True, "generator": "template", "target_count": 1040}
     config = derived_config(tmp_path, {"stages": {"training": stages, "data": {"synthetic": synthetic}}})
     result = run_pipeline(instance, config, tmp_path / "home")
     try:
         assert result.success, [(e.check_name, e.metadata) for e in result.get_asset_check_evaluations() if not e.passed]
-        assert latest(instance, "raw_examples").metrics["synthetic_accepted"] == 680 - 640  # 640 valid seed rows
+        assert latest(instance, "raw_examples").metrics["synthetic_accepted"] == 1040 - 1000  # 1000 valid seed rows
         curated = latest(instance, "curated_dataset").path
         report = json.loads((curated / "data_quality_report.json").read_text())
         removed = [d for d in read_jsonl(curated / "duplicates.jsonl") if d["origin"].startswith("synthetic:")]
