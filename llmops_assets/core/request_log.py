@@ -59,13 +59,6 @@ class RequestLog:
             row = connection.execute(select(REQUESTS).where(REQUESTS.c.request_id == request_id)).mappings().first()
         return dict(row) if row else None
 
-    def since(self, started: float = 0.0, role: str | None = None) -> list[dict[str, Any]]:
-        query = select(REQUESTS).where(REQUESTS.c.received_at >= started).order_by(REQUESTS.c.received_at)
-        if role:
-            query = query.where(REQUESTS.c.role == role)
-        with self.engine.connect() as connection:
-            return [dict(row) for row in connection.execute(query).mappings()]
-
     def count(self) -> int:
         with self.engine.connect() as connection:
             return connection.execute(select(func.count()).select_from(REQUESTS)).scalar_one()

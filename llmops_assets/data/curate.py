@@ -173,7 +173,7 @@ def _scan(piece: LineRange, schema: ToolSchema, tool_names: list[str], seed: int
           near: NearDuplicateSettings | None, quality: QualityFilterSettings | None, requests: NearDuplicateSettings,
           scratch: Path, number: int) -> _Scan:
     """Validate every record of a line range and compute its facts (runs in a worker process)."""
-    offsets, lengths, ids, exact, split_keys, tools, synthetic, tokens, texts = [], [], [], [], [], [], [], [], []
+    offsets, lengths, ids, example_texts, split_keys, tools, synthetic, tokens = [], [], [], [], [], [], [], []
     request_texts: list[str] = []
     synthetic_names: list[str] = []
     quarantined = []
@@ -197,7 +197,7 @@ def _scan(piece: LineRange, schema: ToolSchema, tool_names: list[str], seed: int
         offsets.append(offset)
         lengths.append(len(line))
         ids.append(record["id"].encode())
-        exact.append(hashlib.blake2b(text.encode(), digest_size=8).digest())
+        example_texts.append(text)
         request_texts.append(request_text(messages))
         split_keys.append(hashlib.sha256(f"{seed}:{record['id']}".encode()).digest()[:8])
         tools.append(tool_index[primary_tool(record)])
@@ -208,25 +208,22 @@ def _scan(piece: LineRange, schema: ToolSchema, tool_names: list[str], seed: int
         else:
             synthetic.append(-1)
         tokens.append(count_tokens(record) if count_tokens else 0)
-        if near is not None:
-            texts.append(text)
     band_keys = np.zeros((len(offsets), max(1, near.num_perm // 8) if near else 0), np.uint64)
     signatures = None
-    if near is not None and texts:
-        signature = minhash_signatures(texts, near)
+    if near is not None and example_texts:
+        signature = minhash_signatures(example_texts, near)
         band_keys = lsh_band_keys(signature)
         signatures = scratch / f"sig-{number:06d}.npy"
         np.save(signatures, signature)
     request_signature = minhash_signatures(request_texts, requests)
     request_signatures = scratch / f"request-sig-{number:06d}.npy"
     np.save(request_signatures, request_signature)
-    request_keys = [hashlib.blake2b(t.encode(), digest_size=8).digest() for t in request_texts]
     return _Scan(rows, np.array(offsets, np.uint64), np.array(lengths, np.uint64), np.array(ids, "S"),
-                 np.frombuffer(b"".join(exact), ">u8").astype(np.uint64),
+                 text_keys(example_texts),
                  np.frombuffer(b"".join(split_keys), ">u8").astype(np.uint64),
                  np.array(tools, np.int16), np.array(synthetic, np.int16), synthetic_names,
                  np.array(tokens, np.int64), band_keys, signatures,
-                 np.frombuffer(b"".join(request_keys), ">u8").astype(np.uint64),
+                 text_keys(request_texts),
                  lsh_band_keys(request_signature, rows_per_band(requests.threshold, requests.num_perm)),
                  request_signatures, quarantined)
 
@@ -238,6 +235,12 @@ def normalized_text(messages: list[dict[str, Any]]) -> str:
         calls = " ".join(c.to_json() for c in tool_calls_of(m)) if m.get("tool_calls") else ""
         parts.append(f"{m['role']}: {m.get('content') or ''} {calls}")
     return " ".join(" ".join(parts).casefold().split())
+
+
+def text_keys(texts: list[str]) -> np.ndarray:
+    """A 64-bit hash per text: equal keys, equal texts (for exact dedup and request grouping)."""
+    return np.frombuffer(b"".join(hashlib.blake2b(t.encode(), digest_size=8).digest() for t in texts),
+                         ">u8").astype(np.uint64)
 
 
 def request_text(messages: list[dict[str, Any]]) -> str:
@@ -453,9 +456,7 @@ def leaked_requests(splits: dict[str, list[dict[str, Any]]], requests: NearDupli
     if not rows:
         return []
     texts = [request_text(record["messages"]) for _, record in rows]
-    keys = np.array([int.from_bytes(hashlib.blake2b(t.encode(), digest_size=8).digest(), "big") for t in texts],
-                    np.uint64)
-    same = exact_duplicates(keys)
+    same = exact_duplicates(text_keys(texts))
     signatures = minhash_signatures(texts, requests)
     band_keys = lsh_band_keys(signatures, rows_per_band(requests.threshold, requests.num_perm))
     earlier, later, similarity = similar_pairs(band_keys, signatures, requests.threshold, np.arange(len(rows)))

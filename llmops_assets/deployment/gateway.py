@@ -329,10 +329,7 @@ def ensure(home: Path, config_path: Path, artifacts_url: str, host: str, port: i
     """The running gateway, started when none runs. Its port is `port`, else the one it had before
     (agents keep their endpoint across releases and gateway restarts), else a free one."""
     import os
-    import subprocess
     import sys
-
-    import psutil
 
     from llmops_assets.core.storage import read_json, write_json
     from llmops_assets.deployment import servers
@@ -351,13 +348,10 @@ def ensure(home: Path, config_path: Path, artifacts_url: str, host: str, port: i
     command = [sys.executable, "-m", "llmops_assets.cli", "--config", str(config_path), GATEWAY_MARKER,
                "--port", str(port)]
     environment = os.environ | {"LLMOPS_HOME": str(home), "LLMOPS_ARTIFACTS": artifacts_url}
-    with open(log_file, "ab") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
+    pid, started_at = servers.start_detached(command, environment, log_file)
     endpoint = f"http://{host}:{port}/v1"
-    state = {"pid": process.pid, "started_at": psutil.Process(process.pid).create_time(), "port": port,
-             "endpoint": endpoint, "log_file": str(log_file)}
-    _wait_listening(endpoint, process.pid, timeout_s, log_file)
+    state = {"pid": pid, "started_at": started_at, "port": port, "endpoint": endpoint, "log_file": str(log_file)}
+    _wait_listening(endpoint, pid, timeout_s, log_file)
     write_json(path, state)
     return state
 

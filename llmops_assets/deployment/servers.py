@@ -32,8 +32,6 @@ class ServerHandle:
 def start_llamacpp(model_path: Path, alias: str, host: str, port: int, n_threads: int,
                    n_ctx: int, run_dir: Path, api_key: str = "") -> ServerHandle:
     """Start the server detached; with `api_key`, clients must send it as a Bearer token."""
-    import psutil
-
     run_dir.mkdir(parents=True, exist_ok=True)
     if port and not port_is_free(host, port):
         raise RuntimeError(f"{host}:{port} is in use (by the release being served?); a candidate starts beside "
@@ -47,11 +45,20 @@ def start_llamacpp(model_path: Path, alias: str, host: str, port: int, n_threads
     # The server reads its key from API_KEY (kept off the command line, where `ps` shows it); an
     # API_KEY the user's shell happens to hold must not lock out the probes.
     environment = {k: v for k, v in os.environ.items() if k.upper() != "API_KEY"} | ({"API_KEY": api_key} if api_key else {})
+    pid, started_at = start_detached(command, environment, log_file)
+    (run_dir / f"server-{port}.pid").write_text(str(pid))
+    return ServerHandle(pid, started_at, f"http://{host}:{port}/v1", log_file)
+
+
+def start_detached(command: list[str], environment: dict[str, str], log_file: Path) -> tuple[int, float]:
+    """(pid, start time) of `command` started in its own session, output appended to `log_file`:
+    it outlives the process that started it, and the start time tells it from a later process."""
+    import psutil
+
     with open(log_file, "ab") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment,
                                    stdin=subprocess.DEVNULL, start_new_session=True)
-    (run_dir / f"server-{port}.pid").write_text(str(process.pid))
-    return ServerHandle(process.pid, psutil.Process(process.pid).create_time(), f"http://{host}:{port}/v1", log_file)
+    return process.pid, psutil.Process(process.pid).create_time()
 
 
 def _headers(api_key: str) -> dict[str, str]:
