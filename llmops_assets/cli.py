@@ -56,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     traffic.add_argument("--source", choices=["test", "safety", "both"], default="both")
     traffic.add_argument("--rate", type=float, default=0.0, help="requests per second (default 0: back to back)")
     traffic.add_argument("--count", type=int, default=0, help="at most this many prompts (default 0: all)")
+    traffic.add_argument("--users", type=int, default=0,
+                         help="send as this many simulated users in turn: each keeps its release while a canary runs "
+                              "(default 0: anonymous requests, each routed on its own)")
     gc = commands.add_parser("gc", help="remove artifact versions that a crashed or killed publish left without a manifest")
     gc.add_argument("--min-age-hours", type=float, default=1.0,
                     help="keep younger remains: they may be a publish in progress (default: 1)")
@@ -84,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "trace":
         return trace_command(args.request_id)
     if args.command == "traffic":
-        return traffic_command(args.source, args.rate, args.count)
+        return traffic_command(args.source, args.rate, args.count, args.users)
     return serve_command(args.action)
 
 
@@ -217,6 +220,8 @@ def check_command(select: list[str]) -> int:
 def status_command() -> int:
     """What is served and from what (artifact versions), every live release, and the latest
     verdict of every gate."""
+    from dagster import AssetKey
+
     from llmops_assets.definitions import defs
 
     print(served_summary())
@@ -228,6 +233,12 @@ def status_command() -> int:
         print(f"release {live.release_number}: {live.version} {live.role} traffic {live.traffic_weight:.0%} "
               f"on {live.server} at {live.endpoint}")
     instance = dagster_instance()
+    if registry.challenger() is not None:
+        latest = instance.get_latest_materialization_event(AssetKey("canary_analysis"))
+        metadata = latest.asset_materialization.metadata if latest else {}
+        print("canary analysis: " + (f"{metadata['decision'].value} ({metadata['reason'].value}); more requests "
+                                     f"needed: {metadata['more_requests'].value}" if "more_requests" in metadata
+                                     else "not run yet (the canary sensor runs it, or: llmops run --job canary_review)"))
     evaluations = []
     for key in sorted(defs.resolve_asset_graph().asset_check_keys, key=str):
         record = instance.get_latest_asset_check_evaluation_record(key)
@@ -345,10 +356,38 @@ def trace_command(request_id: str) -> int:
     store = resource.store
     for line in lineage(store, "gguf_model", release.version):
         print(line)
+    for line in feedback_trace(store, resource.registry, log.feedback(request_id)):
+        print(line)
     return 0
 
 
-def traffic_command(source: str, rate: float, count: int) -> int:
+def feedback_trace(store, registry, feedback: list[dict]) -> list[str]:
+    """Where each feedback item on a request went: the preference pairs it became (or why it was
+    quarantined), the DPO adapters trained on them, the releases serving those."""
+    from llmops_assets.core.storage import read_jsonl
+
+    lines, pair_sets = [], store.versions("preference_pairs") if feedback else []
+    for item in feedback:
+        said = ", ".join(f"{k} {item[k]!r}" for k in ("rating", "correction", "signal", "comment") if item[k] is not None)
+        lines.append(f"feedback {item['feedback_id']}: {said}")
+        for pairs in pair_sets:
+            if any(p["feedback_id"] == item["feedback_id"] for p in read_jsonl(pairs.path / "pairs.jsonl")):
+                lines.append(f"  a preference pair in preference_pairs {pairs.version}")
+                lines += [f"    trained dpo_adapter {a.version}" for a in store.versions("dpo_adapter")
+                          if a.manifest["inputs"].get("preference_pairs") == pairs.version]
+            quarantined = [q for q in read_jsonl(pairs.path / "quarantine.jsonl")
+                           if q["raw"].get("feedback_id") == item["feedback_id"]]
+            lines += [f"  quarantined in preference_pairs {pairs.version}: {q['reason']}" for q in quarantined]
+    trained = {line.split()[-1] for line in lines if "trained dpo_adapter" in line}
+    for release in registry.releases().values():
+        evaluated = release.inputs.get("eval_report")
+        if evaluated and store.exists("eval_report", evaluated) and \
+                store.get("eval_report", evaluated).manifest["inputs"].get("dpo_adapter") in trained:
+            lines.append(f"  served as release {release.release_number} ({release.role}) version {release.version}")
+    return lines
+
+
+def traffic_command(source: str, rate: float, count: int, users: int = 0) -> int:
     """Bare client calls (no system prompt: the gateway adds it) of the champion's own test split
     and of the safety suite; prints what came back and how the answers score."""
     from llmops_assets.core.scoring import expected_call, score
@@ -371,7 +410,7 @@ def traffic_command(source: str, rate: float, count: int) -> int:
     if count:
         prompts = prompts[:count]
     results = traffic.replay(front["endpoint"], prompts, rate, settings.stages.evaluation.max_new_tokens,
-                             settings.stages.deployment.api_key(), print)
+                             settings.stages.deployment.api_key(), print, users)
     print(json.dumps(traffic.summary(results)))
     answers = [r["answer"] or "" for r in results]
     scored = answers[:len(test)]

@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from llmops_assets.core.chat import tool_calls_of
+from llmops_assets.core.chat import model_messages, tool_calls_of
 from llmops_assets.core.tools import ToolSchema
 
 _ROLES = {"system", "user", "assistant"}
+PAIR_SHAPE = ("an object with 'prompt' (messages ending with the user's), 'chosen' and 'rejected' "
+              "(each a list holding one assistant message)")
 
 
 def format_problems(messages: list[Any], schema: ToolSchema) -> list[str]:
@@ -51,3 +53,27 @@ def _message_problems(message: dict[str, Any], schema: ToolSchema) -> list[str]:
         else:
             problems.extend(schema.problems(call))
     return problems
+
+
+def pair_problem(row: dict[str, Any], schema: ToolSchema) -> str | None:
+    """Why a preference pair cannot be trained on, or None. The chosen answer must be a valid
+    example; the rejected one only well-formed (it is wrong on purpose)."""
+    prompt, chosen, rejected = row.get("prompt"), row.get("chosen"), row.get("rejected")
+    if not (isinstance(prompt, list) and prompt and _one_answer(chosen) and _one_answer(rejected)):
+        return f"expected {PAIR_SHAPE}"
+    problems = format_problems(prompt + chosen, schema)
+    if problems:
+        return "chosen: " + "; ".join(problems)
+    try:
+        rejected_calls = tool_calls_of(rejected[0])
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+        return f"rejected: tool call does not parse: {exc}"
+    if not rejected_calls and not (rejected[0].get("content") or "").strip():
+        return "rejected: the assistant message has neither content nor a tool call"
+    if model_messages(chosen, "") == model_messages(rejected, ""):
+        return "chosen and rejected are the same answer"
+    return None
+
+
+def _one_answer(value: Any) -> bool:
+    return isinstance(value, list) and len(value) == 1 and isinstance(value[0], dict) and value[0].get("role") == "assistant"

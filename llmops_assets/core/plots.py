@@ -54,6 +54,27 @@ def confusion_png(table: dict[str, dict[str, int]]) -> bytes:
     return _png(figure)
 
 
+def difference_bounds_png(kpis: dict[str, dict]) -> bytes:
+    """Per KPI, the anytime-valid bounds on challenger minus champion (positive: the challenger is
+    better), its point value and the non-inferiority margin it must clear."""
+    plt = _pyplot()
+
+    names = list(kpis)
+    figure, axes = plt.subplots(figsize=(7, 0.7 * len(names) + 1.4), dpi=100)
+    for row, name in enumerate(names):
+        kpi = kpis[name]
+        low, high = kpi["bounds"]
+        color = {"worse": "#c44e52", "non-inferior": "#55a868"}.get(kpi["verdict"], "#8c8c8c")
+        axes.plot([max(low, -1), min(high, 1)], [row, row], color=color, linewidth=6, solid_capstyle="butt")
+        axes.plot([kpi["difference"]], [row], "k|", markersize=14)
+        axes.plot([-kpi["margin"]], [row], "v", color="#4c72b0")
+    axes.axvline(0, color="black", linewidth=0.8)
+    axes.set_yticks(range(len(names)), [f"{n} (n={kpis[n]['n']})" for n in names])
+    axes.set_xlabel("challenger - champion (bar: bounds, |: point, v: -margin)")
+    axes.grid(axis="x", alpha=0.3)
+    return _png(figure)
+
+
 def _pyplot():
     import matplotlib
 

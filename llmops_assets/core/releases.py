@@ -23,7 +23,8 @@ from llmops_assets.core.storage import ArtifactStore, read_json, write_json
 STATUS_FILE = "deployment_status.json"
 EVENTS = ".releases/events"
 
-Role = Literal["champion", "challenger", "shadow", "retired"]
+Role = Literal["champion", "canary", "shadow", "retired"]  # canary and shadow: the challenger
+CHALLENGER_ROLES = ("canary", "shadow")
 EventKind = Literal["registered", "rejected", "role_changed", "stopped", "restarted"]
 
 
@@ -96,6 +97,11 @@ class ReleaseRegistry:
     def champion(self) -> Release | None:
         """The release that takes the traffic, or None when nothing is served (never deployed, or stopped)."""
         found = [r for r in self.releases().values() if r.role == "champion" and r.status == "serving"]
+        return max(found, key=lambda r: r.deployed_at) if found else None
+
+    def challenger(self) -> Release | None:
+        """The live canary or shadow release being compared with the champion, if any."""
+        found = [r for r in self.live() if r.role in CHALLENGER_ROLES]
         return max(found, key=lambda r: r.deployed_at) if found else None
 
     def live(self) -> list[Release]:

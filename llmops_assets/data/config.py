@@ -82,6 +82,21 @@ class SyntheticSettings(StrictModel):
         4, ge=1, description="Requests per wanted example before the generator gives up, reporting what it has.")
 
 
+class FeedbackSettings(StrictModel):
+    """Preference pairs from the gateway's feedback (`preference_pairs`), and their gates."""
+
+    min_pairs: int = Field(80, ge=1, description="Pairs before DPO trains on feedback; fewer wait, unused. With "
+                                                 "held_out_share, enough to hold out dpo.quality_gate.min_held_out_pairs.")
+    max_pairs_per_client: int = Field(
+        25, ge=1, description="Pairs one API key (or the anonymous clients together) may contribute: a flood from "
+                              "one client is capped, the rest quarantined.")
+    held_out_share: float = Field(0.2, gt=0, lt=1, description="The newest pairs, held out for DPO's evaluation "
+                                                                "(a split by time: no pair is judged on its future).")
+    max_longer_chosen_share: float = Field(
+        0.9, gt=0, le=1, description="Warn when the chosen answer is the longer one in more pairs than this (a "
+                                     "lower confidence bound): the model would learn length, not correctness.")
+
+
 class DataSettings(StrictModel):
     sources: list[Path] = [SEED_DIR / "task_api_examples.jsonl"]
     workers: int = Field(0, ge=0, description="processes for ingest and curation of large sources; 0: one per core")
@@ -89,4 +104,5 @@ class DataSettings(StrictModel):
     near_duplicates: NearDuplicateSettings = NearDuplicateSettings()
     quality_filters: QualityFilterSettings = QualityFilterSettings()
     split: SplitSettings = SplitSettings()
+    feedback: FeedbackSettings = FeedbackSettings()
     quality_gate: DataGate = DataGate()

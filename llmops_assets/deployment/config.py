@@ -35,6 +35,45 @@ class GatewaySettings(StrictModel):
     upstream_timeout_s: float = Field(120, gt=0)
 
 
+class CanaryGate(StrictModel):
+    """Non-inferiority margins of the live comparison: a challenger is promoted once every KPI is
+    shown no worse than the champion's by more than its margin, rolled back once any KPI is shown
+    worse at all. `alpha` bounds each error (a false promotion, a false rollback) across all KPIs,
+    however often the analysis looks."""
+
+    alpha: float = Field(0.05, gt=0, lt=0.5)
+    probe_accuracy_margin: float = Field(0.05, gt=0, le=1, description="Exact-match accuracy on labelled probes.")
+    error_rate_margin: float = Field(0.02, gt=0, le=1, description="Share of requests that failed.")
+    slow_rate_margin: float = Field(
+        0.05, gt=0, le=1, description="Share of requests whose first token took over max_first_token_ms.")
+    invalid_tool_call_margin: float = Field(0.05, gt=0, le=1,
+                                            description="Share of answers holding a call the schema rejects.")
+
+
+class PromotionSettings(StrictModel):
+    """How a candidate that passed every gate becomes the champion."""
+
+    mode: Literal["immediate", "canary", "shadow"] = Field(
+        "immediate", description="immediate: it replaces the champion at once. canary: it takes traffic_steps[0] of "
+                                 "the traffic (sticky per user/session) until canary_analysis decides. shadow: it "
+                                 "answers a copy of every request, never returned, until canary_analysis decides.")
+    traffic_steps: list[float] = Field(
+        [0.1, 0.5], min_length=1, description="The canary's traffic share at each step; a promote decision at the "
+                                              "last step makes it the champion.")
+    min_requests_per_step: int = Field(20, ge=0, description="Requests the canary answers at a step before the next.")
+    probes_per_analysis: int = Field(
+        10, ge=0, description="Labelled prompts (the test split) sent to champion and challenger at each analysis.")
+    analysis_interval_s: int = Field(60, ge=10, description="How often the canary sensor analyses a live challenger.")
+    quality_gate: CanaryGate = CanaryGate()
+
+    @model_validator(mode="after")
+    def _steps_rise(self) -> PromotionSettings:
+        steps = self.traffic_steps
+        if any(not 0 < w < 1 for w in steps) or steps != sorted(set(steps)):
+            raise ValueError(f"traffic_steps {steps}: shares strictly between 0 and 1, rising")
+        return self
+
+
 class DeploymentSettings(StrictModel):
     model_name: str = "task-api-assistant"
     quantization: Literal["Q4_K_M", "Q5_K_M", "Q8_0", "F16"] = "Q4_K_M"
@@ -54,6 +93,7 @@ class DeploymentSettings(StrictModel):
     n_threads: int = Field(1, ge=1)
     n_ctx: int = Field(2048, ge=128)
     gateway: GatewaySettings = GatewaySettings()
+    promotion: PromotionSettings = PromotionSettings()
     quality_gate: DeploymentGate = DeploymentGate()
 
     @model_validator(mode="after")

@@ -1,7 +1,8 @@
 """The gateway: one stable OpenAI-compatible endpoint in front of every live release.
 
 It routes each chat request to the champion's model server (the release registry says which one
-that is, so a new release takes over without the endpoint moving), adds the release's system
+that is, so a new release takes over without the endpoint moving), or to a canary for its sticky
+share of users, and copies each request to a shadow whose answer is logged, never returned. It adds the release's system
 prompt when the client sent none, stamps the answer with a request id and the release version,
 logs it durably (`core.request_log`) and exports Prometheus metrics labelled by release and role.
 Upstream it always streams, so time to first token is measured for every request.
@@ -14,6 +15,7 @@ a release's llama.cpp server that died (`_ServerKeeper`).
 
 import hashlib
 import json
+import logging
 import time
 import uuid
 from collections import defaultdict, deque
@@ -23,6 +25,9 @@ from typing import Any
 
 from llmops_assets.deployment.config import DeploymentSettings
 
+PIN_HEADER = "x-llmops-release"  # a release number: the request goes to that live release (probes, comparisons)
+PROBE_HEADER = "x-llmops-probe"  # marks a labelled probe of the canary analysis, logged with its id
+logger = logging.getLogger(__name__)
 STATE_FILE = "gateway.json"  # pid, start time, port, endpoint: under $LLMOPS_HOME/gateway
 GATEWAY_MARKER = "gateway"  # the `llmops` subcommand, and how its process is told from others
 
@@ -40,7 +45,7 @@ def create_app(home: Path, artifacts_url: str, deployment: DeploymentSettings, s
 
     from llmops_assets.core.chat import parse_tool_call
     from llmops_assets.core.releases import ReleaseRegistry
-    from llmops_assets.core.request_log import RequestLog, default_url
+    from llmops_assets.core.request_log import RequestLog, default_url, feedback_problem
     from llmops_assets.core.storage import ArtifactStore
     from llmops_assets.core.tools import ToolSchema
 
@@ -65,8 +70,16 @@ def create_app(home: Path, artifacts_url: str, deployment: DeploymentSettings, s
                             registry=metrics)
     client_cost = Counter("llmops_gateway_client_cost", "Cost per API key at cost_per_1k_tokens", ("client",),
                           registry=metrics)
+    feedback_total = Counter("llmops_gateway_feedback", "Feedback items received, by kind", (*labels, "kind"),
+                             registry=metrics)
     recent: dict[str, deque] = defaultdict(deque)
+    shadows: set = set()  # shadow copies in flight (a task needs a reference until it ends)
     routes = _Routes(registry)
+
+    def shadow_done(task) -> None:
+        shadows.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("a shadow copy failed", exc_info=task.exception())
     keeper = _ServerKeeper(registry, deployment, Path(home))
 
     async def watch() -> None:
@@ -112,6 +125,32 @@ def create_app(home: Path, artifacts_url: str, deployment: DeploymentSettings, s
         return JSONResponse({"status": "ok" if champion else "no release", "release": champion.version if champion
                              else None}, status_code=200 if champion else 503)
 
+    @app.post("/v1/feedback")
+    async def feedback(request: Request):
+        """A rating, a correction, a comment or an implicit signal on an answer, by its request id:
+        stored beside the request log; the feedback loop turns it into preference pairs."""
+        client_id, key = client_of(request)
+        if api_key and key != api_key:
+            return error(401, "missing or wrong API key (Authorization: Bearer ...)", "authentication_error")
+        try:
+            body = await request.json()
+        except json.JSONDecodeError as exc:
+            return error(400, f"the body is not JSON: {exc}", "invalid_request_error")
+        problem = feedback_problem(body)
+        if problem:
+            return error(400, problem, "invalid_request_error")
+        answered = await anyio.to_thread.run_sync(log.get, body["request_id"])
+        if answered is None or answered["shadow_of"] or answered["probe_id"]:
+            return error(404, f"no answer with request id {body['request_id']!r} in the request log",
+                         "not_found_error")
+        feedback_id = await anyio.to_thread.run_sync(log.add_feedback, {
+            "request_id": body["request_id"], "received_at": time.time(), "client": client_id,
+            **{k: body.get(k) for k in ("rating", "correction", "comment", "signal")}})
+        feedback_total.labels(release=answered["release_version"], role=answered["role"],
+                              kind="correction" if body.get("correction") is not None else
+                              ("rating" if body.get("rating") is not None else "signal")).inc()
+        return JSONResponse({"feedback_id": feedback_id, "request_id": body["request_id"]}, status_code=201)
+
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
         client_id, key = client_of(request)
@@ -131,51 +170,86 @@ def create_app(home: Path, artifacts_url: str, deployment: DeploymentSettings, s
         messages = body.get("messages") if isinstance(body, dict) else None
         if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
             return error(400, "messages must be a non-empty list of {role, content} objects", "invalid_request_error")
-        release = routes.champion()
+        request_id = uuid.uuid4().hex
+        session = body.get("user") or request.headers.get("x-session-id")
+        pinned = request.headers.get(PIN_HEADER)
+        if pinned is not None:
+            release = next((r for r in routes.live() if str(r.release_number) == pinned), None)
+            if release is None:
+                return error(404, f"{PIN_HEADER}: no live release {pinned}", "invalid_request_error")
+        else:
+            release = routes.pick(session or (client_id if key else request_id))
         if release is None:
             return error(503, "no release is served: deploy one (llmops run)", "service_unavailable")
+        if release.role != "champion" and keeper.dead(release):  # the watcher restarts it; meanwhile the champion
+            release = routes.champion() or release
         if system_prompt and not any(m.get("role") == "system" for m in messages):
             messages = [{"role": "system", "content": system_prompt}, *messages]
-        request_id = uuid.uuid4().hex
-        upstream = {**body, "messages": messages, "model": release.model, "stream": True,
-                    "stream_options": {"include_usage": True}}
-        if keeper.dead(release):  # its server died: restart it, then answer from it
-            release = await anyio.to_thread.run_sync(keeper.restart, release)
+        upstream = {**body, "messages": messages, "stream": True, "stream_options": {"include_usage": True}}
+
+        async def answering(release):
+            """`release`, its server restarted if it died; if the registry retired it meanwhile
+            (the routes are up to half a second old), the release that takes its requests now."""
+            if not keeper.dead(release):
+                return release
             routes.read_at = 0.0
+            restarted = await anyio.to_thread.run_sync(keeper.restart, release)
+            return restarted or routes.champion()
+
+        release = await answering(release)
+        if release is None:
+            return error(503, "no release is served: deploy one (llmops run)", "service_unavailable")
         headers = {"x-request-id": request_id, "x-release-version": release.version}
         about = {"request_id": request_id, "release": {"version": release.version,
                                                        "release_number": release.release_number, "role": release.role}}
+        entry = {"request_id": request_id, "received_at": started, "client": client_id, "session": session,
+                 "shadow_of": None, "probe_id": request.headers.get(PROBE_HEADER)}
 
-        async def account(reply: _Reply) -> None:
-            """Metrics and the request log entry of one finished request."""
+        async def account(release, reply: _Reply, entry: dict[str, Any]) -> None:
+            """Metrics and the request log entry of one finished request (a shadow's copy included)."""
             status = 502 if reply.failure else 200
             usage, answer = reply.usage(), "".join(reply.parts)
             call = parse_tool_call(answer) if answer else None
             valid = None if call is None else not schema.problems(call)
             label = {"release": release.version, "role": release.role}
             requests_total.labels(**label, status=str(status)).inc()
-            elapsed_ms = (time.time() - started) * 1000
+            elapsed_ms = (time.time() - entry["received_at"]) * 1000
             latency.labels(**label).observe(elapsed_ms / 1000)
             if reply.first_ms is not None:
                 first_token.labels(**label).observe(reply.first_ms / 1000)
             used = (usage.get("prompt_tokens") or 0) + (usage.get("completion_tokens") or 0)
             tokens.labels(**label, kind="prompt").inc(usage.get("prompt_tokens") or 0)
             tokens.labels(**label, kind="completion").inc(usage.get("completion_tokens") or 0)
-            client_tokens.labels(client=client_id).inc(used)
-            client_cost.labels(client=client_id).inc(used / 1000 * cost_per_1k_tokens)
+            if entry["shadow_of"] is None:  # a shadow's copy costs the client nothing
+                client_tokens.labels(client=client_id).inc(used)
+                client_cost.labels(client=client_id).inc(used / 1000 * cost_per_1k_tokens)
             if valid is not None:
                 tool_calls.labels(**label, valid=str(valid).lower()).inc()
             await anyio.to_thread.run_sync(log.record, {
-                "request_id": request_id, "received_at": started, "client": client_id,
-                "session": body.get("user") or request.headers.get("x-session-id"),
-                "release_number": release.release_number, "release_version": release.version, "role": release.role,
-                "shadow_of": None, "model": release.model_name, "messages": messages, "answer": answer,
+                **entry, "release_number": release.release_number, "release_version": release.version,
+                "role": release.role, "model": release.model_name, "messages": messages, "answer": answer,
                 "status": status, "error": reply.failure, "latency_ms": elapsed_ms, "first_token_ms": reply.first_ms,
                 "prompt_tokens": usage.get("prompt_tokens"), "completion_tokens": usage.get("completion_tokens"),
                 "tool_call_valid": valid})
 
+        async def shadow_copy() -> None:
+            """The shadow answers the same request; its answer is logged, never returned."""
+            shadow = routes.shadow()
+            if shadow is None or pinned is not None or keeper.dead(shadow):
+                return
+            reply = _Reply()
+            async for _ in _chunks(request.app.state.client, shadow.endpoint, {**upstream, "model": shadow.model},
+                                   reply):
+                pass
+            await account(shadow, reply, {**entry, "request_id": uuid.uuid4().hex, "received_at": time.time(),
+                                          "shadow_of": request_id})
+
+        def after_reply() -> None:
+            shadows.add(task := asyncio.create_task(shadow_copy()))
+            task.add_done_callback(shadow_done)
+
         reply = _Reply()
-        chunks = _chunks(request.app.state.client, release.endpoint, upstream, reply)
+        chunks = _chunks(request.app.state.client, release.endpoint, {**upstream, "model": release.model}, reply)
         if body.get("stream"):  # the client streams too: each chunk is passed on as it comes
             async def events():
                 try:
@@ -185,17 +259,21 @@ def create_app(home: Path, artifacts_url: str, deployment: DeploymentSettings, s
                         yield f"data: {json.dumps({'error': {'message': reply.failure, 'type': 'upstream_error'}})}\n\n"
                     yield "data: [DONE]\n\n"
                 finally:
-                    await account(reply)
+                    await account(release, reply, entry)
+                    after_reply()
 
             return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
         async for _ in chunks:
             pass
         if reply.failure and not reply.parts and keeper.dead(release):  # it died as the request came in
-            release = await anyio.to_thread.run_sync(keeper.restart, release)
-            routes.read_at, reply = 0.0, _Reply()
-            async for _ in _chunks(request.app.state.client, release.endpoint, upstream, reply):
-                pass
-        await account(reply)
+            retry = await answering(release)
+            if retry is not None:
+                release, reply = retry, _Reply()
+                async for _ in _chunks(request.app.state.client, release.endpoint,
+                                       {**upstream, "model": release.model}, reply):
+                    pass
+        await account(release, reply, entry)
+        after_reply()
         if reply.failure:
             return JSONResponse({"error": {"message": reply.failure, "type": "upstream_error"}, **about},
                                 status_code=502, headers=headers)
@@ -271,13 +349,16 @@ class _ServerKeeper:
         return release.server == "llamacpp" and not servers.is_our_server(release.pid, release.pid_started_at)
 
     def restart(self, release):
-        """The release as served after the restart (another thread may have restarted it first)."""
+        """The release as served after the restart (another thread may have restarted it first);
+        None when the registry no longer serves it (retired or stopped: not restarted)."""
         from urllib.parse import urlparse
 
         from llmops_assets.deployment import servers
 
         with self.lock:
             current = self.registry.releases()[release.release_number]
+            if not current.live:
+                return None
             if not self.dead(current):
                 return current
             address = urlparse(current.endpoint)
@@ -292,7 +373,8 @@ class _ServerKeeper:
 
 
 class _Routes:
-    """The live releases, re-read from the registry at most every half second."""
+    """The live releases, re-read from the registry at most every half second, and which one a
+    request goes to."""
 
     def __init__(self, registry):
         self.registry = registry
@@ -307,6 +389,23 @@ class _Routes:
 
     def champion(self):
         return next((r for r in self.live() if r.role == "champion"), None)
+
+    def shadow(self):
+        return next((r for r in self.live() if r.role == "shadow"), None)
+
+    def pick(self, key: str):
+        """The canary for its share of keys, else the champion. A key (user, session, API key)
+        keeps its release while the canary's share stays or grows."""
+        canary = next((r for r in self.live() if r.role == "canary"), None)
+        if canary is not None and traffic_share(key, canary.release_number) < canary.traffic_weight:
+            return canary
+        return self.champion()
+
+
+def traffic_share(key: str, release_number: int) -> float:
+    """Where a key falls in [0, 1) for a release: uniform over keys, fixed for each."""
+    digest = hashlib.sha256(f"{release_number}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
 
 
 def state_path(home: Path) -> Path:

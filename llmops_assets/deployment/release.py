@@ -1,8 +1,10 @@
 """Releases: start a candidate, probe it, and only then make it what is served.
 
-The registry (core.releases) records a candidate as the champion only after it passed its
-probes, and the previous server is stopped only after that. A rejected candidate is stopped and
-the previous release keeps serving.
+The registry (core.releases) records a candidate only after it passed its probes: as the champion
+(promotion `immediate`, the first release, a rollback), or as a challenger (`canary`, `shadow`)
+that the gateway serves beside the champion until `canary_analysis` promotes it
+(`promote_challenger`) or rolls it back (`retire_challenger`). The previous server is stopped only
+after the switch. A rejected candidate is stopped and what is served stays.
 """
 
 from __future__ import annotations
@@ -36,9 +38,14 @@ def verdicts(result: Probe, gate: DeploymentGate) -> list[Verdict]:
 def deploy(gguf_path: Path, ollama_spec: dict[str, Any], candidate_fields: dict[str, Any], settings: DeploymentSettings,
            home: Path, registry: ReleaseRegistry, probe_messages: list[dict[str, str]],
            log: Callable[[str], None]) -> Release:
-    """Serve `gguf_path` as the new champion, or raise DeploymentRejected leaving the old one.
+    """Serve `gguf_path` as the new champion or, with promotion canary/shadow and a champion in
+    place, as its challenger; or raise DeploymentRejected leaving what is served.
     `candidate_fields`: version, model_sha256, quantization, task_accuracy, inputs, rolled_back_from."""
     previous = registry.champion()
+    promotion = settings.promotion
+    role = "champion"
+    if previous is not None and promotion.mode != "immediate" and not candidate_fields.get("rolled_back_from"):
+        role = promotion.mode
     target = select_target(settings, home)
     release_number = registry.next_release_number()
     candidate = target.start(gguf_path, ollama_spec, release_number)
@@ -58,19 +65,51 @@ def deploy(gguf_path: Path, ollama_spec: dict[str, Any], candidate_fields: dict[
         model_name=settings.model_name,
         model_path=str(gguf_path),
         release_number=release_number,
-        role="champion",
-        traffic_weight=1.0,
+        role=role,
+        traffic_weight={"champion": 1.0, "canary": promotion.traffic_steps[0], "shadow": 0.0}[role],
         deployed_at=time.time(),
         previous_version=previous.version if previous else None,
         probe=asdict(result),
         probe_request=probe_messages,
     )
+    replaced = registry.challenger()  # compared with a champion that a newer candidate now faces, or replaces
     registry.register(release)
+    if replaced is not None:
+        retire_challenger(registry, settings, home, replaced, f"replaced by release {release_number}")
+    if role != "champion":
+        log(f"{release.version} on {target.name} is the {role} beside champion {previous.version}")
+        return release
     target.promote(candidate)
     if previous:
-        if Candidate.of(previous.view()) != candidate:  # else the same server goes on answering
-            target_of(previous.view(), settings, home).retire(previous.view())
-        registry.set_role(previous.release_number, "retired", 0.0, reason=f"replaced by release {release_number}")
+        _retire(registry, settings, home, previous, candidate, f"replaced by release {release_number}")
         log(f"{release.version} on {target.name} replaces {previous.version} on {previous.server}")
     registry.write_views(home)
     return release
+
+
+def promote_challenger(registry: ReleaseRegistry, settings: DeploymentSettings, home: Path, challenger: Release,
+                       reason: str) -> Release:
+    """The challenger becomes the champion; the old champion is retired and its server stopped."""
+    previous = registry.champion()
+    candidate = Candidate.of(challenger.view())
+    target_of(challenger.view(), settings, home).promote(candidate)
+    registry.set_role(challenger.release_number, "champion", 1.0, reason=reason)
+    if previous is not None:
+        _retire(registry, settings, home, previous, candidate, f"replaced by release {challenger.release_number}")
+    registry.write_views(home)
+    return registry.releases()[challenger.release_number]
+
+
+def retire_challenger(registry: ReleaseRegistry, settings: DeploymentSettings, home: Path, challenger: Release,
+                      reason: str) -> None:
+    """Roll the challenger back: it takes no traffic any more and its server stops; the champion,
+    untouched, takes everything."""
+    registry.set_role(challenger.release_number, "retired", 0.0, reason=reason)
+    target_of(challenger.view(), settings, home).retire(challenger.view())
+
+
+def _retire(registry: ReleaseRegistry, settings: DeploymentSettings, home: Path, old: Release, successor: Candidate,
+            reason: str) -> None:
+    if Candidate.of(old.view()) != successor:  # else the same server goes on answering
+        target_of(old.view(), settings, home).retire(old.view())
+    registry.set_role(old.release_number, "retired", 0.0, reason=reason)

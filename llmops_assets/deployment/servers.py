@@ -41,7 +41,10 @@ def start_llamacpp(model_path: Path, alias: str, host: str, port: int, n_threads
     command = [sys.executable, "-m", LLAMACPP_MARKER, "--model", str(model_path),
                "--model_alias", alias, "--host", host, "--port", str(port),
                "--n_threads", str(n_threads), "--n_threads_batch", str(n_threads), "--n_ctx", str(n_ctx),
-               "--logits_all", "False"]  # the server defaults to logits for every prompt token
+               "--logits_all", "False",  # the server defaults to logits for every prompt token
+               # By default a new request cuts off the one being streamed (its client sees a broken
+               # stream): with concurrent clients, a shadow's copies or a canary, requests queue instead.
+               "--interrupt_requests", "False"]
     # The server reads its key from API_KEY (kept off the command line, where `ps` shows it); an
     # API_KEY the user's shell happens to hold must not lock out the probes.
     environment = {k: v for k, v in os.environ.items() if k.upper() != "API_KEY"} | ({"API_KEY": api_key} if api_key else {})

@@ -25,12 +25,13 @@ from llmops_assets.orchestration.resources import SOURCE_FILES, PipelineConfig
 TRIGGER_TAG = "llmops/trigger"
 
 
-# Built once when never built: curation counts tokens with the base model's tokenizer, and training
-# (reached through automation) starts from cpt_model, which automation alone would never create.
-_MODEL_STAGES = ("base_model", "cpt_model")
+# Built once when never built: curation counts tokens with the base model's tokenizer, training
+# (reached through automation) starts from cpt_model and waits for preference_pairs, which needs
+# feedback_log: automation alone would never create these roots.
+_BUILT_ONCE = ("base_model", "cpt_model", "feedback_log")
 
 
-@sensor(asset_selection=AssetSelection.assets(*_MODEL_STAGES, "raw_examples", "curated_dataset"),
+@sensor(asset_selection=AssetSelection.assets(*_BUILT_ONCE, "raw_examples", "curated_dataset"),
         minimum_interval_seconds=5, default_status=DefaultSensorStatus.RUNNING,
         description="A new, changed or removed file under the configured data sources launches one ingest run.")
 def new_data_sensor(context: SensorEvaluationContext, pipeline: PipelineConfig):
@@ -44,7 +45,7 @@ def new_data_sensor(context: SensorEvaluationContext, pipeline: PipelineConfig):
     # a failed run on the same files) never launches a duplicate.
     run_key = f"{latest.timestamp if latest else 0}:{_state(current)}"
     selection = [AssetKey("raw_examples"), AssetKey("curated_dataset")]
-    selection += [AssetKey(name) for name in _MODEL_STAGES
+    selection += [AssetKey(name) for name in _BUILT_ONCE
                   if context.instance.get_latest_materialization_event(AssetKey(name)) is None]
     context.log.info(f"{len(changed)} source files changed: {', '.join(sorted(changed))}")
     return RunRequest(run_key=run_key, asset_selection=selection,

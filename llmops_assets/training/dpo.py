@@ -3,20 +3,16 @@ pairs against a frozen copy of itself (TRL's DPOTrainer on a PEFT model with an 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from llmops_assets.core.chat import model_messages, prompt_and_completion, tool_calls_of
-from llmops_assets.core.examples import format_problems
+from llmops_assets.core.chat import model_messages, prompt_and_completion
+from llmops_assets.core.examples import pair_problem
 from llmops_assets.core.rows import Unreadable, jsonl_rows, quarantine_entry
 from llmops_assets.core.tools import ToolSchema
 from llmops_assets.training.backends import current_backend, load_for_training
 from llmops_assets.training.config import PreferenceSettings, TrainingSettings
 from llmops_assets.training.runner import Progress, TrainingOutcome, held_out_split, run_training, trainer_arguments
-
-SHAPE = ("an object with 'prompt' (messages ending with the user's), 'chosen' and 'rejected' "
-         "(each a list holding one assistant message)")
 
 
 def read_preferences(sources: list[Path], schema: ToolSchema) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -27,38 +23,20 @@ def read_preferences(sources: list[Path], schema: ToolSchema) -> tuple[list[dict
         if not source.is_file():
             raise ValueError(f"{source}: preference file not found (stages.training.dpo.preferences)")
         for origin, row in jsonl_rows(source):
-            reason = row.reason if isinstance(row, Unreadable) else _pair_problem(row, schema)
+            reason = row.reason if isinstance(row, Unreadable) else pair_problem(row, schema)
             if reason:
                 quarantined.append(quarantine_entry(origin, reason, getattr(row, "raw", row)))
             else:
-                pairs.append({"origin": origin, **{k: row[k] for k in ("prompt", "chosen", "rejected")}})
+                pairs.append({"origin": origin, **{k: row[k] for k in ("prompt", "chosen", "rejected", "split") if k in row}})
     return pairs, quarantined
 
 
-def _pair_problem(row: dict[str, Any], schema: ToolSchema) -> str | None:
-    prompt, chosen, rejected = row.get("prompt"), row.get("chosen"), row.get("rejected")
-    if not (isinstance(prompt, list) and prompt and _one_answer(chosen) and _one_answer(rejected)):
-        return f"expected {SHAPE}"
-    problems = format_problems(prompt + chosen, schema)
-    if problems:
-        return "chosen: " + "; ".join(problems)
-    try:
-        rejected_calls = tool_calls_of(rejected[0])
-    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
-        return f"rejected: tool call does not parse: {exc}"
-    if not rejected_calls and not (rejected[0].get("content") or "").strip():
-        return "rejected: the assistant message has neither content nor a tool call"
-    if model_messages(chosen, "") == model_messages(rejected, ""):
-        return "chosen and rejected are the same answer"
-    return None
-
-
-def _one_answer(value: Any) -> bool:
-    return isinstance(value, list) and len(value) == 1 and isinstance(value[0], dict) and value[0].get("role") == "assistant"
-
-
 def split_pairs(pairs: list[dict[str, Any]], dpo: PreferenceSettings, seed: int) -> tuple[list, list]:
-    """(train, validation), seeded; at least one pair each."""
+    """(train, validation): the pairs marked `split: held_out` (feedback pairs, held out by time)
+    when there are any, else a seeded split; at least one pair each."""
+    held_out = [p for p in pairs if p.get("split") == "held_out"]
+    if held_out:
+        return [p for p in pairs if p.get("split") != "held_out"], held_out
     return held_out_split(pairs, dpo.validation_share, seed, "valid preference pairs (DPO)")
 
 

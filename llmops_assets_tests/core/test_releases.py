@@ -63,7 +63,7 @@ def test_concurrent_writers_never_lose_an_event(store):
         own = ReleaseRegistry(store)
         start.wait()
         for _ in range(5):
-            own.set_role(1, "challenger", writer / 10)
+            own.set_role(1, "canary", writer / 10)
 
     threads = [threading.Thread(target=flip, args=(w,)) for w in range(4)]
     [t.start() for t in threads]

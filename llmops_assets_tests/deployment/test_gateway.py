@@ -44,3 +44,51 @@ def test_a_required_key_and_the_rate_limit_are_enforced_per_key(tmp_path, monkey
         assert wrong.status_code == 401
         key = {"Authorization": "Bearer secret"}
         assert [gateway.post("/v1/chat/completions", json=CHAT, headers=key).status_code for _ in range(3)] == [503, 503, 429]
+
+
+def logged_request(home, request_id: str, **extra) -> None:
+    """A client request as the gateway logs it (the feedback endpoint looks answers up there)."""
+    RequestLog(default_url(home)).record({
+        "request_id": request_id, "received_at": 1.0, "client": "anonymous", "release_number": 1,
+        "release_version": "v1", "role": "champion", "model": "m", "status": 200,
+        "messages": [{"role": "user", "content": "Delete task 4"}], "answer": '{"name": "list_tasks", "arguments": {}}',
+        **extra})
+
+
+@pytest.mark.parametrize("body, says", [
+    ({"rating": 1}, "request_id"),
+    ({"request_id": "r1", "rating": 5}, "rating must be"),
+    ({"request_id": "r1", "rating": True}, "rating must be"),
+    ({"request_id": "r1", "correction": {"name": "delete_task"}}, "correction must be"),
+    ({"request_id": "r1", "correction": ""}, "correction must be"),
+    ({"request_id": "r1", "signal": "liked"}, "signal must be"),
+    ({"request_id": "r1", "comment": "only a comment"}, "say something"),
+    ({"request_id": "r1", "rating": 1, "score": 3}, "unknown fields"),
+    ([1, 2], "JSON object"),
+])
+def test_malformed_feedback_is_a_400_naming_the_problem_and_stores_nothing(tmp_path, monkeypatch, body, says):
+    logged_request(tmp_path, "r1")
+    with client(tmp_path, monkeypatch) as gateway:
+        answer = gateway.post("/v1/feedback", json=body)
+    assert answer.status_code == 400 and says in answer.json()["error"]["message"]
+    assert RequestLog(default_url(tmp_path)).feedback() == []
+
+
+def test_feedback_on_an_unknown_or_internal_request_is_a_404_and_on_an_answer_is_stored(tmp_path, monkeypatch):
+    logged_request(tmp_path, "r1")
+    logged_request(tmp_path, "copy", shadow_of="r1", role="shadow")  # a shadow's answer was never seen by anyone
+    with client(tmp_path, monkeypatch) as gateway:
+        for unknown in ("nope", "copy"):
+            missing = gateway.post("/v1/feedback", json={"request_id": unknown, "rating": -1})
+            assert missing.status_code == 404 and unknown in missing.json()["error"]["message"]
+        correction = {"name": "delete_task", "arguments": {"task_id": 4}}
+        stored = gateway.post("/v1/feedback", json={"request_id": "r1", "rating": -1, "correction": correction,
+                                                     "comment": "wrong tool"})
+        assert stored.status_code == 201
+        assert gateway.post("/v1/feedback", json={"request_id": "r1", "signal": "retried"}).status_code == 201
+        assert 'llmops_gateway_feedback_total{kind="correction",release="v1",role="champion"} 1.0' in \
+            gateway.get("/metrics").text
+    first, second = RequestLog(default_url(tmp_path)).feedback()
+    assert first["feedback_id"] == stored.json()["feedback_id"] and first["correction"] == correction
+    assert first["answer"] == '{"name": "list_tasks", "arguments": {}}' and first["client"] == "anonymous"
+    assert second["signal"] == "retried" and second["rating"] is None

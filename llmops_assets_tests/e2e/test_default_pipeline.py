@@ -5,8 +5,10 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+from dagster import AssetKey
 
 from llmops_assets.core import releases
 from llmops_assets.core.chat import parse_tool_call
@@ -79,19 +81,27 @@ def test_served_model_answers_with_the_right_tool_call(default_run):
     assert parse_tool_call(answer) == ToolCall("delete_task", {"task_id": 17})
 
 
-def test_a_regressed_adapter_fails_the_regression_gate_and_changes_nothing(default_run, tmp_path):
-    """An adapter trained for 2 steps answers like the base model: against the deployed champion
-    on the same test set that is a regression beyond noise, and nothing served changes.
-    (Shuffling the source's labels would not do: it shuffles the test labels too.)"""
+@pytest.fixture(scope="module")
+def weak_run(default_run, tmp_path_factory):
+    """`llmops run` with an adapter trained for 2 steps (it answers like the base model), after the
+    default run: (the completed process, what was served before it)."""
     _, home = default_run
     before = releases.read_status(home)
     relaxed = {"max_final_loss": 100, "max_validation_rise": 100}  # let the weak adapter reach evaluation
     weak = {"max_steps": 2, "eval_steps": 1, "quality_gate": relaxed}  # two evaluations: convergence is judged
-    config = derived_config(tmp_path, {"stages": {"training": weak}},
-                            base=DEFAULT_CONFIG)
+    config = derived_config(tmp_path_factory.mktemp("weak"), {"stages": {"training": weak}}, base=DEFAULT_CONFIG)
     env = os.environ | {"LLMOPS_HOME": str(home), "DAGSTER_HOME": str(home.parent / "dagster")}
     done = subprocess.run([sys.executable, "-m", "llmops_assets.cli", "--config", str(config), "run"],
                           env=env, cwd=home.parent, capture_output=True, text=True, timeout=1200)
+    return done, before
+
+
+def test_a_regressed_adapter_fails_the_regression_gate_and_changes_nothing(default_run, weak_run):
+    """An adapter trained for 2 steps answers like the base model: against the deployed champion
+    on the same test set that is a regression beyond noise, and nothing served changes.
+    (Shuffling the source's labels would not do: it shuffles the test labels too.)"""
+    _, home = default_run
+    done, before = weak_run
     assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
     gates = gate_table(done.stdout)
     assert gates["eval_report:no_regression"] == "FAIL", done.stdout[-3000:]
@@ -102,6 +112,78 @@ def test_a_regressed_adapter_fails_the_regression_gate_and_changes_nothing(defau
     assert regression["regressed"] and accuracy["ci_high"] < 0 and accuracy["delta"] < -0.05
     after = releases.read_status(home)
     assert (after["version"], after["pid"], after["deployed_at"]) == (before["version"], before["pid"], before["deployed_at"])
+
+
+def test_a_worse_challenger_in_canary_is_rolled_back_by_itself_and_no_request_fails(default_run, weak_run, tmp_path):
+    """The 2-step adapter, exported as a real GGUF and registered as a canary (the gates would
+    never let it through: the test registers it the way deployed_model does), takes half the
+    users; the canary analysis decides on the gateway's request log and rolls it back by itself.
+    Every client request succeeds, each user keeps one release, and the champion's bytes and
+    server do not change."""
+    from dagster import DagsterInstance
+
+    from llmops_assets.core.modeling import load_merged, save_merged
+    from llmops_assets.core.storage import file_sha256, read_json, read_jsonl
+    from llmops_assets.definitions import build_definitions
+    from llmops_assets.deployment import export, release, servers, traffic
+    from llmops_assets.orchestration.resources import ArtifactStoreResource, PipelineConfig
+
+    _, home = default_run
+    champion = releases.read_status(home)
+    champion_bytes = file_sha256(champion["model_path"])
+    store = ArtifactStore(home / "artifacts")
+    [adapter] = [a for a in store.versions("sft_adapter") if a.manifest["config"]["max_steps"] == 2]
+    base = store.get("cpt_model", adapter.manifest["inputs"]["cpt_model"])
+    model, tokenizer = load_merged(base.path / "model", adapter.path / "adapter_weights")
+    save_merged(model, tokenizer, base.path / "model", tmp_path / "merged")
+    export.convert_to_gguf(tmp_path / "merged", tmp_path / "f16.gguf")
+    export.quantize(tmp_path / "f16.gguf", tmp_path / "weak.gguf", "Q8_0")
+
+    promotion = {"mode": "canary", "traffic_steps": [0.5], "probes_per_analysis": 12}
+    config = derived_config(tmp_path, {"stages": {"deployment": {"promotion": promotion}}}, base=DEFAULT_CONFIG)
+    settings = load_settings(config)
+    registry = releases.ReleaseRegistry(store)
+    candidate = {"version": "weak-2-steps", "model_sha256": file_sha256(tmp_path / "weak.gguf"),
+                 "quantization": "Q8_0", "task_accuracy": None, "inputs": champion["inputs"], "rolled_back_from": None}
+    challenger = release.deploy(tmp_path / "weak.gguf", read_json(Path(champion["model_path"]).parent / "ollama.json"),
+                                candidate, settings.stages.deployment, home, registry, champion["probe_request"], print)
+    assert (challenger.role, challenger.traffic_weight) == ("canary", 0.5)
+    assert releases.read_status(home)["version"] == champion["version"]
+
+    endpoint = json.loads((home / "agent_config.json").read_text())["endpoint"]
+    test = read_jsonl(store.get("curated_dataset", champion["inputs"]["curated_dataset"]).path / "test.jsonl")
+    prompts = [[m for m in row["messages"][:-1] if m["role"] != "system"] for row in test[:40]]
+    sent = traffic.replay(endpoint, prompts, 0, 64, users=10)
+    assert all(r["status"] == 200 for r in sent), traffic.summary(sent)
+    by_user = {}
+    for number, result in enumerate(sent):
+        by_user.setdefault(number % 10, set()).add(result["role"])
+    assert all(len(roles) == 1 for roles in by_user.values()), by_user  # sticky
+    assert set().union(*by_user.values()) == {"champion", "canary"}
+
+    instance = DagsterInstance.ephemeral()
+    definitions = build_definitions(PipelineConfig(config_path=str(config)), ArtifactStoreResource(home=str(home)))
+    decisions = []
+    for _ in range(5):
+        result = definitions.resolve_job_def("canary_review").execute_in_process(instance=instance, raise_on_error=False)
+        analysis = instance.get_latest_materialization_event(AssetKey("canary_analysis")).asset_materialization
+        decisions.append(analysis.metadata["decision"].value)
+        if registry.challenger() is None:
+            break
+        sent += traffic.replay(endpoint, prompts[:10], 0, 64, users=10)
+    assert decisions[-1] == "rollback" and "promote" not in decisions, decisions
+    [gate] = [e for e in result.get_asset_check_evaluations() if e.check_name == "challenger_not_worse"]
+    assert not gate.passed and "release_roles" not in {e.asset_key.to_user_string()
+                                                        for e in result.get_asset_materialization_events()}
+    retired = registry.releases()[challenger.release_number]
+    assert retired.role == "retired" and "rolled back by canary_analysis" in registry.events()[-1].reason
+    assert not servers.is_alive(challenger.pid)
+    assert all(r["status"] == 200 for r in sent)
+    after = releases.read_status(home)
+    assert (after["version"], after["pid"], after["deployed_at"]) == (champion["version"], champion["pid"],
+                                                                      champion["deployed_at"])
+    assert file_sha256(after["model_path"]) == champion_bytes
+    assert {r["role"] for r in traffic.replay(endpoint, prompts[:6], 0, 16, users=6)} == {"champion"}
 
 
 def test_a_diverging_run_fails_the_training_gates_and_changes_nothing(default_run, tmp_path):

@@ -29,6 +29,8 @@ from llmops_assets_tests.conftest import TINY_CONFIG, derived_config, gate_count
 from llmops_assets_tests.graph import describe
 from llmops_assets_tests.ollama_double import OllamaDouble
 
+# release_roles materializes only when a promotion changes roles: with no challenger, never.
+EVERY_RUN = set(describe(defs)["assets"]) - {"release_roles"}
 DOWNSTREAM_OF_TRAINING = {"dpo_adapter", "eval_report", "merged_model", "gguf_model", "deployed_model"}
 
 
@@ -57,7 +59,7 @@ def pipeline(tmp_path_factory):
 def test_every_asset_materializes_and_every_gate_passes(pipeline):
     _, _, result = pipeline
     assert result.success
-    assert materialized(result) == set(describe(defs)["assets"])
+    assert materialized(result) == EVERY_RUN
     evaluations = result.get_asset_check_evaluations()
     assert len(evaluations) == gate_count()
     assert all(e.passed for e in evaluations), [(e.check_name, e.metadata) for e in evaluations if not e.passed]
@@ -462,6 +464,130 @@ def test_a_candidate_failing_its_probes_is_stopped_and_the_served_release_stays(
     assert rejected.kind == "rejected" and rejected.version == target and "first_token_ms" in rejected.reason
 
 
+def test_a_shadow_never_answers_a_client_and_an_equal_challenger_is_promoted_by_the_analysis(pipeline, tmp_path):
+    """Promotion `shadow`: a second real release answers a copy of every request, logged and never
+    returned; the canary sensor asks for an analysis; equal on every KPI (margins widened for a
+    test-sized sample), the challenger becomes the champion through canary_analysis and
+    release_roles, and the old champion's server stops."""
+    import time
+
+    from llmops_assets.core.request_log import RequestLog, default_url
+    from llmops_assets.orchestration.deployment.promotion import canary_sensor
+
+    instance, home, _ = pipeline
+    before = releases.read_status(home)
+    wide = {k: 0.5 for k in ("probe_accuracy_margin", "error_rate_margin", "slow_rate_margin",
+                             "invalid_tool_call_margin")}
+    promotion = {"mode": "shadow", "probes_per_analysis": 25, "quality_gate": wide}
+    config = derived_config(tmp_path, {"stages": {"deployment": {"quantization": "Q8_0", "promotion": promotion}}})
+    assert run_pipeline(instance, config, home, job="deploy_only").success
+    registry = registry_of(home)
+    shadow = registry.challenger()
+    assert shadow.role == "shadow" and shadow.traffic_weight == 0 and shadow.version != before["version"]
+    assert releases.read_status(home) == before  # the champion is untouched
+
+    endpoint = json.loads((home / "agent_config.json").read_text())["endpoint"]
+    deadline = time.monotonic() + 5  # the gateway re-reads the registry every half second
+    while "shadow" not in {m["role"] for m in json.load(urllib.request.urlopen(f"{endpoint}/models"))["data"]}:
+        assert time.monotonic() < deadline, "the gateway never listed the shadow"
+        time.sleep(0.1)
+    answered = [post(f"{endpoint}/chat/completions", {"max_tokens": 8, "user": f"user-{n}", "messages": [
+        {"role": "user", "content": f"Add task: call {n}"}]})[0] for n in range(40)]
+    assert {(a["release"]["version"], a["release"]["role"]) for a in answered} == {(before["version"], "champion")}
+    ids = {a["request_id"] for a in answered}
+    log = RequestLog(default_url(home))
+    deadline = time.monotonic() + 60
+    while len(copies := [r for r in log.since(shadow.deployed_at) if r["shadow_of"] in ids]) < 40 \
+            and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(copies) == 40 and {r["release_version"] for r in copies} == {shadow.version}
+    assert not ids & {r["request_id"] for r in copies}  # a shadow's answer is its own entry, never the client's
+
+    with build_sensor_context(instance=instance, resources={
+            "pipeline": PipelineConfig(config_path=str(config)), "artifacts": ArtifactStoreResource(home=str(home))}) as context:
+        assert canary_sensor(context).run_key.startswith(f"canary:{shadow.release_number}:")
+    decisions = []
+    for _ in range(4):
+        result = run_pipeline(instance, config, home, job="canary_review")
+        assert result.success
+        analysis = instance.get_latest_materialization_event(AssetKey("canary_analysis")).asset_materialization
+        decisions.append(analysis.metadata["decision"].value)
+        if registry.champion().release_number == shadow.release_number:
+            break
+    assert decisions[-1] == "promote" and "rollback" not in decisions, decisions
+    assert "release_roles" in materialized(result)
+    after = releases.read_status(home)
+    assert after["version"] == shadow.version and after["role"] == "champion"
+    assert json.loads((home / "agent_config.json").read_text())["version"] == shadow.version
+    assert not servers.is_alive(before["pid"]) and registry.challenger() is None
+    assert post(f"{endpoint}/chat/completions", {"max_tokens": 4, "messages": [
+        {"role": "user", "content": "List my tasks"}]})[0]["release"]["version"] == shadow.version
+
+
+def test_feedback_becomes_preference_pairs_that_dpo_trains_a_canary_on(pipeline, tmp_path):
+    """Corrections sent to the gateway on served answers become preference pairs (poisoned ones
+    quarantined or capped), DPO trains on them, and the trained adapter goes through evaluation to
+    a canary beside the champion; the pairs lead back to the feedback items."""
+    instance, home, _ = pipeline
+    before = releases.read_status(home)
+    endpoint = json.loads((home / "agent_config.json").read_text())["endpoint"]
+
+    asked = []
+
+    def ask_and_correct(text: str, correction, key: str) -> bool:
+        """Whether the answer had any text (an empty answer makes no pair: quarantined as such)."""
+        answer, _ = post(f"{endpoint}/chat/completions", {"max_tokens": 8, "messages": [
+            {"role": "user", "content": text}]}, {"Authorization": f"Bearer {key}"})
+        asked.append(answer["request_id"])
+        post(f"{endpoint}/feedback", {"request_id": answer["request_id"], "rating": -1, "correction": correction},
+             {"Authorization": f"Bearer {key}"})
+        return bool(answer["choices"][0]["message"]["content"].strip())
+
+    # A systematic mistake corrected by 24 users; one key floods 10 corrections; one breaks the schema.
+    users = sum(ask_and_correct(f"please get rid of to-do number {n + 300}", {"name": "delete_task", "arguments": {
+        "task_id": n + 300}}, f"user-{n}") for n in range(24))
+    flood = sum(ask_and_correct(f"throw away item {n + 500}", {"name": "delete_task", "arguments": {
+        "task_id": n + 500}}, "flooder") for n in range(10))
+    ask_and_correct("drop everything", {"name": "delete_all", "arguments": {}}, "user-x")
+    expected_pairs = users + min(flood, 3)
+    assert expected_pairs >= 20, "the tiny model answered nothing to most requests"
+
+    feedback_rules = {"min_pairs": 20, "held_out_share": 0.2, "max_pairs_per_client": 3}
+    dpo = {"max_steps": 2, "quality_gate": {"min_reward_accuracy": 0.0, "min_held_out_pairs": 5}}
+    config = derived_config(tmp_path, {"stages": {"data": {"feedback": feedback_rules}, "training": {"dpo": dpo},
+                                                  "deployment": {"promotion": {"mode": "canary"}}}})
+    result = run_pipeline(instance, config, home)
+    assert result.success, [(e.check_name, e.metadata) for e in result.get_asset_check_evaluations() if not e.passed]
+    assert {"feedback_log", "preference_pairs", "dpo_adapter", "eval_report", "deployed_model"} <= materialized(result)
+    pairs = latest(instance, "preference_pairs")
+    report = json.loads((pairs.path / "report.json").read_text())
+    assert (report["pairs"], report["quarantined"], report["ready"]) == (expected_pairs, 35 - expected_pairs, True)
+    reasons = [q["reason"] for q in read_jsonl(pairs.path / "quarantine.jsonl")]
+    assert sum("max_pairs_per_client" in r for r in reasons) == flood - 3 and sum("delete_all" in r for r in reasons) == 1
+    adapter = latest(instance, "dpo_adapter")
+    assert adapter.manifest["inputs"]["preference_pairs"] == pairs.version
+    trained = json.loads((adapter.path / "training_metrics.json").read_text())
+    assert trained["feedback_pairs"] == expected_pairs and trained["held_out_pairs"] == round(expected_pairs * 0.2)
+    challenger = registry_of(home).challenger()
+    assert challenger.role == "canary" and challenger.inputs["eval_report"] == latest(instance, "eval_report").version
+    assert releases.read_status(home)["version"] == before["version"]  # the champion serves on, untouched
+    feedback_ids = {p["feedback_id"] for p in read_jsonl(pairs.path / "pairs.jsonl")}
+    assert len(feedback_ids) == expected_pairs  # each pair names the feedback item it came from
+
+    def trace(request_id: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "llmops_assets.cli", "--config", str(config), "trace", request_id],
+                              env=os.environ | {"LLMOPS_HOME": str(home)}, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    [paired] = [r for r in asked[:24] if r in {p["request_id"] for p in read_jsonl(pairs.path / "pairs.jsonl")}][:1]
+    followed = trace(paired)
+    assert f"a preference pair in preference_pairs {pairs.version}" in followed
+    assert f"trained dpo_adapter {adapter.version}" in followed
+    assert f"served as release {challenger.release_number} (canary)" in followed
+    assert "quarantined" in trace(asked[-1]) and "delete_all" in trace(asked[-1])
+
+
 def test_auto_deploys_to_ollama_when_it_answers_through_the_official_client(pipeline, tmp_path, monkeypatch):
     """Runs against the Ollama HTTP test double (Ollama cannot be installed here); the live test
     below does the same against a real server when OLLAMA_HOST answers."""
@@ -552,7 +678,7 @@ def test_the_pipeline_runs_with_its_artifact_root_on_s3(tmp_path, s3_bucket):
             instance=instance, raise_on_error=False)
         assert result.success and all(e.passed for e in result.get_asset_check_evaluations())
         store = ArtifactStore(url, cache_dir=tmp_path / "elsewhere")
-        for asset in describe(defs)["assets"]:
+        for asset in EVERY_RUN:
             [artifact] = store.versions(asset)
             metadata = instance.get_latest_materialization_event(AssetKey(asset)).asset_materialization.metadata
             assert metadata["version"].value == artifact.version and metadata["artifact"].value == artifact.url
@@ -562,7 +688,7 @@ def test_the_pipeline_runs_with_its_artifact_root_on_s3(tmp_path, s3_bucket):
         again = build_definitions(*resources).resolve_job_def("full_pipeline").execute_in_process(
             instance=instance, raise_on_error=False)
         assert again.success
-        assert all(len(store.versions(asset)) == 1 for asset in describe(defs)["assets"] if asset != "raw_examples")
+        assert all(len(store.versions(asset)) == 1 for asset in EVERY_RUN - {"raw_examples"})
     finally:
         stop_servers(home, ArtifactStore(url, cache_dir=home / "cache"))
 

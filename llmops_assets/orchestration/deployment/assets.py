@@ -124,32 +124,39 @@ def deployed_model(context: AssetExecutionContext, config: DeployConfig, pipelin
     current = _current_deployment(artifacts, candidate, settings.stages.deployment)
     if current is not None:
         context.log.info(f"{candidate['version']} is already served and answering: nothing to switch")
-        _gateway(artifacts, pipeline, context)
+        gateway_endpoint(artifacts, pipeline, context.log.info)
         return _deployed_result(current)
     ollama_spec = read_json(gguf_path.parent / "ollama.json")
     served = release.deploy(gguf_path, ollama_spec, candidate, settings.stages.deployment, home, registry,
                             probe_messages, context.log.info)
-    endpoint = _gateway(artifacts, pipeline, context)
-    agent = packaging.agent_config(ToolSchema.from_file(settings.domain.tools_file).functions, endpoint,
-                                   served.model_name, served.version, settings.domain.system_prompt)
-    write_json(home / "agent_config.json", agent)
+    endpoint = gateway_endpoint(artifacts, pipeline, context.log.info)
+    champion = registry.champion()
+    agent = write_agent_config(home, settings, endpoint, champion)  # what agents call: the champion, via the gateway
     with artifacts.store.write("deployed_model", inputs=served.inputs) as out:
         write_json(out.dir / "deployment_status.json", served.view())
         write_json(out.dir / "agent_config.json", agent)
         shutil.copy2(gguf_path.parent / "Modelfile", out.dir / "Modelfile")
         out.metrics = {"version": served.version, "endpoint": served.endpoint, "gateway": endpoint, **served.probe}
-    context.log.info(f"serving {served.version} as {served.model} on {served.server} at {served.endpoint}, "
-                     f"through the gateway at {endpoint}")
+    context.log.info(f"serving {served.version} as the {served.role} ({served.traffic_weight:.0%} of traffic) as "
+                     f"{served.model} on {served.server} at {served.endpoint}, through the gateway at {endpoint}")
     return _deployed_result(artifacts.store.get("deployed_model", out.version))
 
 
-def _gateway(artifacts: ArtifactStoreResource, pipeline: PipelineConfig, context) -> str:
+def gateway_endpoint(artifacts: ArtifactStoreResource, pipeline: PipelineConfig, log=lambda message: None) -> str:
     """The gateway's endpoint, started when it does not run (it follows the registry by itself)."""
     deployment = pipeline.settings.stages.deployment
     state = gateway.ensure(artifacts.home_path, Path(pipeline.config_path or config_path()).resolve(),
                            artifacts.store.url, deployment.host, deployment.gateway.port)
-    context.log.info(f"gateway at {state['endpoint']} (pid {state['pid']})")
+    log(f"gateway at {state['endpoint']} (pid {state['pid']})")
     return state["endpoint"]
+
+
+def write_agent_config(home: Path, settings, endpoint: str, champion) -> dict:
+    """`agent_config.json`: how an agent calls the champion (through the gateway)."""
+    agent = packaging.agent_config(ToolSchema.from_file(settings.domain.tools_file).functions, endpoint,
+                                   champion.model_name, champion.version, settings.domain.system_prompt)
+    write_json(home / "agent_config.json", agent)
+    return agent
 
 
 class GateNotPassed(RuntimeError):
@@ -169,9 +176,11 @@ def require_passed_evaluation(artifacts: ArtifactStoreResource, pipeline: Pipeli
 
 
 def _current_deployment(artifacts: ArtifactStoreResource, candidate: dict, settings) -> Artifact | None:
-    """The deployment record of `candidate` when it is the champion now and it answers: a rerun
-    with nothing new must not restart the server."""
-    served = artifacts.registry.champion()
+    """The deployment record of `candidate` when it is the champion or the challenger now and it
+    answers: a rerun with nothing new must not restart the server."""
+    registry = artifacts.registry
+    live = [r for r in (registry.champion(), registry.challenger()) if r and r.version == candidate["version"]]
+    served = live[0] if live else None
     if (served is None or candidate["rolled_back_from"]
             or served.version != candidate["version"] or served.model_sha256 != candidate["model_sha256"]):
         return None
@@ -185,6 +194,7 @@ def _current_deployment(artifacts: ArtifactStoreResource, candidate: dict, setti
 def _deployed_result(deployment: Artifact):
     status = read_json(deployment.path / "deployment_status.json")
     return artifact_result(deployment, endpoint=status["endpoint"], served_version=status["version"],
+                           role=status["role"], traffic_weight=status["traffic_weight"],
                            model_sha256=status["model_sha256"], previous_version=str(status["previous_version"]),
                            rolled_back_from=str(status["rolled_back_from"]), server=status["server"],
                            release_inputs=MetadataValue.json(status["inputs"]),

@@ -107,24 +107,30 @@ def sft_adapter(context: AssetExecutionContext, pipeline: PipelineConfig, artifa
     return _training_result(artifacts.build_or_reuse(context, "sft_adapter", inputs, config, build))
 
 
-@asset(automation_condition=AFTER_UPSTREAM_GATES, group_name="training", deps=["cpt_model", "sft_adapter"],
-       op_tags=TRAINING_OP_TAGS,
+@asset(automation_condition=AFTER_UPSTREAM_GATES, group_name="training",
+       deps=["cpt_model", "sft_adapter", "preference_pairs"], op_tags=TRAINING_OP_TAGS,
        description="The adapter evaluation and deployment take: the SFT adapter after DPO on preference pairs "
-                   "(stages.training.dpo), or the SFT adapter itself when that is off.")
+                   "(the files of stages.training.dpo, and users' feedback once there are enough pairs), or the "
+                   "SFT adapter itself when there are none.")
 def dpo_adapter(context: AssetExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
     settings = pipeline.settings
     training = settings.stages.training
     model = artifacts.upstream(context, "cpt_model")
     sft = artifacts.upstream(context, "sft_adapter")
-    if not training.dpo.enabled:
+    feedback = artifacts.upstream(context, "preference_pairs")
+    from_feedback = read_json(feedback.path / "report.json")["ready"]
+    if not training.dpo.enabled and not from_feedback:
         built = artifacts.build_or_reuse(context, "dpo_adapter", {"sft_adapter": sft.version}, {"enabled": False},
                                          lambda out: _pass_through(out, sft.path / "adapter_weights", "adapter_weights"))
         return artifact_result(built, dpo="off: the SFT adapter, unchanged")
-    pairs, quarantined = read_preferences(training.dpo.preferences, ToolSchema.from_file(settings.domain.tools_file))
+    sources = [*(training.dpo.preferences if training.dpo.enabled else []),
+               *([feedback.path / "pairs.jsonl"] if from_feedback else [])]
+    pairs, quarantined = read_preferences(sources, ToolSchema.from_file(settings.domain.tools_file))
     if not pairs:
         reasons = "; ".join(f"{q['origin']}: {q['reason']}" for q in quarantined[:3])
-        raise ValueError(f"no valid preference pair in {[str(p) for p in training.dpo.preferences]}: {reasons}")
-    inputs = {"cpt_model": model.version, "sft_adapter": sft.version, "preferences": text_sha256(json.dumps(pairs))}
+        raise ValueError(f"no valid preference pair in {[str(p) for p in sources]}: {reasons}")
+    inputs = {"cpt_model": model.version, "sft_adapter": sft.version, "preferences": text_sha256(json.dumps(pairs)),
+              **({"preference_pairs": feedback.version} if from_feedback else {})}
     config = training.stage_config("dpo")
 
     def build(out):
@@ -139,6 +145,7 @@ def dpo_adapter(context: AssetExecutionContext, pipeline: PipelineConfig, artifa
         _record_base_by_version(out.dir / "adapter_weights" / "adapter_config.json", model.version)
         _write_training_record(out, outcome, preference_pairs=len(pairs), quarantined=len(quarantined),
                                held_out_pairs=len(split_pairs(pairs, training.dpo, training.seed)[1]),
+                               feedback_pairs=sum(p["origin"].startswith(str(feedback.path)) for p in pairs),
                                reward_accuracy=outcome.final_evaluation.get("rewards/accuracies"))
 
     return _training_result(artifacts.build_or_reuse(context, "dpo_adapter", inputs, config, build),

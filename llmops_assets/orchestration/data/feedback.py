@@ -1,0 +1,158 @@
+"""Feedback group: what users said about served answers, turned into preference pairs that
+`dpo_adapter` trains on (then evaluation, a canary and the canary analysis, through every gate).
+
+`feedback_sensor` materializes `feedback_log` and `preference_pairs` when feedback arrives;
+automation carries it on. Pairs wait, unused, until there are `stages.data.feedback.min_pairs`.
+"""
+
+from collections import Counter
+
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetExecutionContext,
+    AssetKey,
+    DefaultSensorStatus,
+    MetadataValue,
+    RunRequest,
+    SensorEvaluationContext,
+    SkipReason,
+    asset,
+    asset_check,
+    sensor,
+)
+
+from llmops_assets.core.examples import pair_problem
+from llmops_assets.core.request_log import RequestLog, default_url
+from llmops_assets.core.storage import read_json, read_jsonl, write_json, write_jsonl
+from llmops_assets.core.tools import ToolSchema
+from llmops_assets.data.curate import normalized_text, request_text
+from llmops_assets.data.feedback import bias_report, build_pairs
+from llmops_assets.evaluation.safety import load_suite
+from llmops_assets.orchestration.conditions import AFTER_UPSTREAM_GATES
+from llmops_assets.orchestration.resources import ArtifactStoreResource, PipelineConfig, artifact_result, gate_result
+
+PAIRS, REPORT = "pairs.jsonl", "report.json"
+
+
+def _request_log(pipeline: PipelineConfig, artifacts: ArtifactStoreResource) -> RequestLog:
+    return RequestLog(pipeline.settings.stages.deployment.gateway.request_log or default_url(artifacts.home_path))
+
+
+@asset(group_name="data", description="Every feedback item the gateway took (ratings, corrections, signals), each "
+                                      "with the request and answer it is about; `new`: since the last snapshot.")
+def feedback_log(context: AssetExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
+    items = _request_log(pipeline, artifacts).feedback()
+    previous = context.instance.get_latest_materialization_event(AssetKey("feedback_log"))
+    before = previous.asset_materialization.metadata["last_feedback_id"].value if previous else 0
+    last = items[-1]["feedback_id"] if items else 0
+    with artifacts.store.write("feedback_log", config={"last_feedback_id": last}) as out:
+        write_jsonl(out.dir / "feedback.jsonl", items)
+        out.metrics = {"items": len(items), "last_feedback_id": last}
+    kinds = {"corrections": sum(i["correction"] is not None for i in items),
+             "ratings": sum(i["rating"] is not None for i in items), "signals": sum(i["signal"] is not None for i in items)}
+    context.log.info(f"{len(items)} feedback items, {sum(i['feedback_id'] > before for i in items)} new")
+    return artifact_result(artifacts.store.get("feedback_log", out.version), items=len(items), last_feedback_id=last,
+                           new=sum(i["feedback_id"] > before for i in items), **kinds)
+
+
+@asset(automation_condition=AFTER_UPSTREAM_GATES, group_name="data", deps=["feedback_log", "curated_dataset"],
+       description="Preference pairs from feedback (chosen: the correction or an approved answer; rejected: the "
+                   "answer disliked), checked like training rows; quarantined items keep their reason.")
+def preference_pairs(context: AssetExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
+    settings = pipeline.settings
+    feedback, curated = artifacts.upstream(context, "feedback_log"), artifacts.upstream(context, "curated_dataset")
+    schema, rules = ToolSchema.from_file(settings.domain.tools_file), settings.stages.data.feedback
+    inputs = {"feedback_log": feedback.version, "curated_dataset": curated.version}
+
+    def build(out):
+        pairs, quarantined = build_pairs(read_jsonl(feedback.path / "feedback.jsonl"), schema, rules,
+                                         evaluation_requests(pipeline, curated.path))
+        held_out = sum(p["split"] == "held_out" for p in pairs)
+        write_jsonl(out.dir / PAIRS, pairs)
+        write_jsonl(out.dir / "quarantine.jsonl", quarantined)
+        report = {"pairs": len(pairs), "held_out": held_out, "quarantined": len(quarantined),
+                  "ready": len(pairs) >= rules.min_pairs, "min_pairs": rules.min_pairs,
+                  "quarantine_reasons": dict(Counter(q["reason"] for q in quarantined).most_common(10)),
+                  "bias": bias_report(pairs, settings.stages.evaluation.confidence)}
+        write_json(out.dir / REPORT, report)
+        out.metrics = {k: report[k] for k in ("pairs", "held_out", "quarantined", "ready")}
+
+    built = artifacts.build_or_reuse(context, "preference_pairs", inputs, rules.model_dump(mode="json"), build)
+    report = read_json(built.path / REPORT)
+    context.log.info(f"{report['pairs']} preference pairs ({report['held_out']} held out), {report['quarantined']} "
+                     f"quarantined; " + ("DPO trains on them" if report["ready"] else
+                                         f"DPO waits for {report['min_pairs']}"))
+    return artifact_result(built, **built.metrics, quarantine_reasons=MetadataValue.json(report["quarantine_reasons"]))
+
+
+def evaluation_requests(pipeline: PipelineConfig, curated_dir) -> set[str]:
+    """The normalized requests a pair must not be about: the test split's and the safety suite's."""
+    test = read_jsonl(curated_dir / "test.jsonl")
+    suite = load_suite(pipeline.settings.stages.evaluation.safety_suite)
+    return {request_text(row["messages"]) for row in test} | {
+        normalized_text([{"role": "user", "content": case["request"]}]) for case in suite}
+
+
+def _pairs(context, artifacts: ArtifactStoreResource) -> tuple[list[dict], dict]:
+    built = artifacts.upstream(context, "preference_pairs")
+    return read_jsonl(built.path / PAIRS), read_json(built.path / REPORT)
+
+
+@asset_check(asset="preference_pairs", blocking=True,
+             description="Every published pair is a valid training pair (the tool schema, distinct answers).")
+def pairs_valid(context: AssetCheckExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
+    pairs, _ = _pairs(context, artifacts)
+    schema = ToolSchema.from_file(pipeline.settings.domain.tools_file)
+    invalid = [{"origin": p.get("origin"), "reason": r} for p in pairs if (r := pair_problem(p, schema))]
+    return gate_result("invalid_pairs", len(invalid), 0, not invalid, first=MetadataValue.json(invalid[:10]))
+
+
+@asset_check(asset="preference_pairs", blocking=True,
+             description="No pair is about a request of the test split or the safety suite.")
+def no_evaluation_overlap(context: AssetCheckExecutionContext, pipeline: PipelineConfig,
+                          artifacts: ArtifactStoreResource):
+    pairs, _ = _pairs(context, artifacts)
+    built = artifacts.upstream(context, "preference_pairs")
+    excluded = evaluation_requests(pipeline, artifacts.store.get("curated_dataset",
+                                                                 built.manifest["inputs"]["curated_dataset"]).path)
+    overlap = [p["origin"] for p in pairs if normalized_text(p["prompt"]) in excluded]
+    return gate_result("overlapping_pairs", len(overlap), 0, not overlap, first=MetadataValue.json(overlap[:10]))
+
+
+@asset_check(asset="preference_pairs", blocking=True,
+             description="Once DPO trains on feedback (min_pairs reached), enough pairs are held out to judge it.")
+def enough_pairs(context: AssetCheckExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
+    _, report = _pairs(context, artifacts)
+    needed = pipeline.settings.stages.training.dpo.quality_gate.min_held_out_pairs  # what the DPO gate judges on
+    note = ("" if report["ready"] else
+            f"pending: {report['pairs']} of {report['min_pairs']} pairs; DPO does not use them yet")
+    return gate_result("held_out_pairs", report["held_out"], needed, not report["ready"] or report["held_out"] >= needed,
+                       pairs=report["pairs"], ready=report["ready"], **({"note": note} if note else {}))
+
+
+@asset_check(asset="preference_pairs", blocking=False,
+             description="Warns when chosen answers win by length or format rather than correctness.")
+def preference_warnings(context: AssetCheckExecutionContext, pipeline: PipelineConfig,
+                        artifacts: ArtifactStoreResource):
+    _, report = _pairs(context, artifacts)
+    bias, limit = report["bias"], pipeline.settings.stages.data.feedback.max_longer_chosen_share
+    bound = bias["chosen_longer_lower_bound"]
+    warned = bound is not None and bound > limit
+    return AssetCheckResult(passed=not warned, severity=AssetCheckSeverity.WARN, metadata={
+        "gate": "chosen_longer_share", "value": bias["chosen_longer_share"] or 0.0, "threshold": limit,
+        "bound": bound or 0.0, "verdict": "WARN" if warned else "PASS", "bias": MetadataValue.json(bias)})
+
+
+@sensor(asset_selection=["feedback_log", "preference_pairs"], minimum_interval_seconds=30,
+        default_status=DefaultSensorStatus.RUNNING,
+        description="New feedback in the gateway's log launches feedback_log and preference_pairs; DPO, evaluation "
+                    "and a canary follow through automation and their gates.")
+def feedback_sensor(context: SensorEvaluationContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
+    last = _request_log(pipeline, artifacts).last_feedback_id()
+    latest = context.instance.get_latest_materialization_event(AssetKey("feedback_log"))
+    seen = latest.asset_materialization.metadata["last_feedback_id"].value if latest else 0
+    if last <= seen:
+        return SkipReason(f"no feedback since item {seen}")
+    return RunRequest(run_key=f"feedback:{last}", tags={"llmops/trigger": "new feedback"})
