@@ -134,6 +134,13 @@ class RequestLog:
         with self.engine.connect() as connection:
             return connection.execute(select(func.max(FEEDBACK.c.feedback_id))).scalar_one() or 0
 
+    def recent_client_requests(self, limit: int) -> list[dict[str, Any]]:
+        """The newest requests clients sent (no shadow copies, no probes), newest first."""
+        query = (select(REQUESTS).where(REQUESTS.c.shadow_of.is_(None), REQUESTS.c.probe_id.is_(None))
+                 .order_by(REQUESTS.c.received_at.desc()).limit(limit))
+        with self.engine.connect() as connection:
+            return [dict(row) for row in connection.execute(query).mappings()]
+
     def since(self, received_after: float) -> list[dict[str, Any]]:
         """Every request received after a time, oldest first (what a canary analysis compares)."""
         query = select(REQUESTS).where(REQUESTS.c.received_at >= received_after).order_by(REQUESTS.c.received_at)

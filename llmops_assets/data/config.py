@@ -97,6 +97,19 @@ class FeedbackSettings(StrictModel):
                                      "lower confidence bound): the model would learn length, not correctness.")
 
 
+class DriftSettings(StrictModel):
+    """`drift_report`: live prompts (the gateway's log) against the training prompts, on sentence
+    embeddings, by a domain classifier: drift when its ROC AUC exceeds what shuffled labels reach."""
+
+    min_live_requests: int = Field(50, ge=10, description="Fewer live prompts: no verdict yet.")
+    max_live_requests: int = Field(2000, ge=10, description="The most recent client requests compared.")
+    permutations: int = Field(30, ge=5, description="Label shuffles that give the no-drift AUC threshold "
+                                                    "(its 95th percentile).")
+    clusters: int = Field(8, ge=2, description="k-means clusters of live and training prompts: a cluster far more "
+                                               "live than training is reported, with examples, for review.")
+    seed: int = 7
+
+
 class DataSettings(StrictModel):
     sources: list[Path] = [SEED_DIR / "task_api_examples.jsonl"]
     workers: int = Field(0, ge=0, description="processes for ingest and curation of large sources; 0: one per core")
@@ -105,4 +118,5 @@ class DataSettings(StrictModel):
     quality_filters: QualityFilterSettings = QualityFilterSettings()
     split: SplitSettings = SplitSettings()
     feedback: FeedbackSettings = FeedbackSettings()
+    drift: DriftSettings = DriftSettings()
     quality_gate: DataGate = DataGate()

@@ -1,5 +1,6 @@
-"""Feedback group: what users said about served answers, turned into preference pairs that
-`dpo_adapter` trains on (then evaluation, a canary and the canary analysis, through every gate).
+"""What live traffic teaches: feedback on served answers, turned into preference pairs that
+`dpo_adapter` trains on (then evaluation, a canary and the canary analysis, through every gate),
+and the drift of live prompts away from the training data.
 
 `feedback_sensor` materializes `feedback_log` and `preference_pairs` when feedback arrives;
 automation carries it on. Pairs wait, unused, until there are `stages.data.feedback.min_pairs`.
@@ -23,11 +24,13 @@ from dagster import (
     sensor,
 )
 
+from llmops_assets.core.chat import parse_tool_call
 from llmops_assets.core.examples import pair_problem
 from llmops_assets.core.request_log import RequestLog, default_url
 from llmops_assets.core.storage import read_json, read_jsonl, write_json, write_jsonl
 from llmops_assets.core.tools import ToolSchema
 from llmops_assets.data.curate import normalized_text, request_text
+from llmops_assets.data.drift import drift_report as measure_drift
 from llmops_assets.data.feedback import bias_report, build_pairs
 from llmops_assets.evaluation.safety import load_suite
 from llmops_assets.orchestration.conditions import AFTER_UPSTREAM_GATES
@@ -156,3 +159,41 @@ def feedback_sensor(context: SensorEvaluationContext, pipeline: PipelineConfig, 
     if last <= seen:
         return SkipReason(f"no feedback since item {seen}")
     return RunRequest(run_key=f"feedback:{last}", tags={"llmops/trigger": "new feedback"})
+
+
+@asset(group_name="data", deps=["curated_dataset"],
+       description="Live client prompts (the gateway's log) against the training prompts: a domain classifier on "
+                   "sentence embeddings, per tool and per cluster; over-represented clusters listed for review.")
+def drift_report(context: AssetExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
+    settings = pipeline.settings.stages.data.drift
+    curated = artifacts.upstream(context, "curated_dataset")
+    reference = [_user_text(row["messages"][:-1]) for row in read_jsonl(curated.path / "train.jsonl")]
+    recent = _request_log(pipeline, artifacts).recent_client_requests(settings.max_live_requests)
+    live = [{"text": _user_text(r["messages"]), "tool": (call.name if (call := parse_tool_call(r["answer"] or ""))
+                                                          else "text")} for r in recent]
+    context.log.info(f"comparing {len(live)} live prompts with {len(reference)} training prompts")
+    report = measure_drift(reference, live, settings)
+    inputs = {"curated_dataset": curated.version}
+    with artifacts.store.write("drift_report", inputs=inputs, config={"live_until": recent[0]["received_at"]
+                                                                      if recent else 0.0}) as out:
+        write_json(out.dir / "drift_report.json", report)
+        out.metrics = {k: report[k] for k in ("drifted", "live") if k in report}
+    flagged = [c for c in report.get("clusters", []) if c["flagged"]]
+    return artifact_result(artifacts.store.get("drift_report", out.version), drifted=report["drifted"],
+                           live_prompts=report["live"], auc=report.get("auc", 0.0),
+                           threshold=report.get("threshold", 0.0), note=report.get("note", ""),
+                           flagged_clusters=MetadataValue.json(flagged))
+
+
+@asset_check(asset="drift_report", blocking=False,
+             description="Warns when live prompts have drifted from the training prompts (retrain on new data).")
+def drift_warnings(context: AssetCheckExecutionContext, artifacts: ArtifactStoreResource):
+    report = read_json(artifacts.upstream(context, "drift_report").path / "drift_report.json")
+    return AssetCheckResult(passed=not report["drifted"], severity=AssetCheckSeverity.WARN, metadata={
+        "gate": "domain_classifier_auc", "value": report.get("auc", 0.0), "threshold": report.get("threshold", 0.0),
+        "verdict": "WARN" if report["drifted"] else "PASS", "live_prompts": report["live"],
+        **({"note": report["note"]} if "note" in report else {})})
+
+
+def _user_text(messages: list[dict]) -> str:
+    return "\n".join(m.get("content") or "" for m in messages if m.get("role") == "user")

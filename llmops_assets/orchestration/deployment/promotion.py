@@ -69,8 +69,8 @@ def canary_analysis(context: AssetExecutionContext, pipeline: PipelineConfig, ar
         requests = log.since(challenger.deployed_at)
         analysis = canary.analyse(requests, champion, challenger, {row["id"]: row for row in test}, schema, promotion,
                                   deployment.quality_gate.max_first_token_ms)
-        step_began = max([e.at for e in registry.events() if e.release_number == challenger.release_number],
-                         default=challenger.deployed_at)
+        step_began = max([e.at for e in registry.events() if e.release_number == challenger.release_number
+                          and e.kind in ("registered", "role_changed")], default=challenger.deployed_at)
         at_step = sum(r["release_number"] == challenger.release_number and r["received_at"] >= step_began
                       for r in requests)
         action, weight = canary.next_step(analysis, challenger, promotion, at_step)
