@@ -25,6 +25,7 @@ from dagster import (
 )
 
 from llmops_assets.core.releases import ReleaseRegistry
+from llmops_assets.core.request_log import RequestLog, default_url
 from llmops_assets.core.storage import Artifact, ArtifactStore, ArtifactWriter
 from llmops_assets.core.verdicts import Verdict
 from llmops_assets.settings import PipelineSettings, load_settings
@@ -98,6 +99,11 @@ class ArtifactStoreResource(ConfigurableResource):
         with self.store.write(asset, inputs=inputs, config=config) as out:
             build(out)
         return self.store.get(asset, out.version)
+
+
+def request_log(pipeline: PipelineConfig, artifacts: ArtifactStoreResource) -> RequestLog:
+    """The gateway's request log (and feedback): the configured URL, else SQLite under home."""
+    return RequestLog(pipeline.settings.stages.deployment.gateway.request_log or default_url(artifacts.home_path))
 
 
 # Metadata key of the input files' fingerprints an asset read (raw_examples, cpt_model, dpo_adapter):

@@ -26,7 +26,6 @@ from dagster import (
 
 from llmops_assets.core.chat import parse_tool_call
 from llmops_assets.core.examples import pair_problem
-from llmops_assets.core.request_log import RequestLog, default_url
 from llmops_assets.core.storage import read_json, read_jsonl, write_json, write_jsonl
 from llmops_assets.core.tools import ToolSchema
 from llmops_assets.data.curate import normalized_text, request_text
@@ -34,19 +33,21 @@ from llmops_assets.data.drift import drift_report as measure_drift
 from llmops_assets.data.feedback import bias_report, build_pairs
 from llmops_assets.evaluation.safety import load_suite
 from llmops_assets.orchestration.conditions import AFTER_UPSTREAM_GATES
-from llmops_assets.orchestration.resources import ArtifactStoreResource, PipelineConfig, artifact_result, gate_result
+from llmops_assets.orchestration.resources import (
+    ArtifactStoreResource,
+    PipelineConfig,
+    artifact_result,
+    gate_result,
+    request_log,
+)
 
 PAIRS, REPORT = "pairs.jsonl", "report.json"
-
-
-def _request_log(pipeline: PipelineConfig, artifacts: ArtifactStoreResource) -> RequestLog:
-    return RequestLog(pipeline.settings.stages.deployment.gateway.request_log or default_url(artifacts.home_path))
 
 
 @asset(group_name="data", description="Every feedback item the gateway took (ratings, corrections, signals), each "
                                       "with the request and answer it is about; `new`: since the last snapshot.")
 def feedback_log(context: AssetExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
-    items = _request_log(pipeline, artifacts).feedback()
+    items = request_log(pipeline, artifacts).feedback()
     previous = context.instance.get_latest_materialization_event(AssetKey("feedback_log"))
     before = previous.asset_materialization.metadata["last_feedback_id"].value if previous else 0
     last = items[-1]["feedback_id"] if items else 0
@@ -153,7 +154,7 @@ def preference_warnings(context: AssetCheckExecutionContext, pipeline: PipelineC
         description="New feedback in the gateway's log launches feedback_log and preference_pairs; DPO, evaluation "
                     "and a canary follow through automation and their gates.")
 def feedback_sensor(context: SensorEvaluationContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
-    last = _request_log(pipeline, artifacts).last_feedback_id()
+    last = request_log(pipeline, artifacts).last_feedback_id()
     latest = context.instance.get_latest_materialization_event(AssetKey("feedback_log"))
     seen = latest.asset_materialization.metadata["last_feedback_id"].value if latest else 0
     if last <= seen:
@@ -168,7 +169,7 @@ def drift_report(context: AssetExecutionContext, pipeline: PipelineConfig, artif
     settings = pipeline.settings.stages.data.drift
     curated = artifacts.upstream(context, "curated_dataset")
     reference = [_user_text(row["messages"][:-1]) for row in read_jsonl(curated.path / "train.jsonl")]
-    recent = _request_log(pipeline, artifacts).recent_client_requests(settings.max_live_requests)
+    recent = request_log(pipeline, artifacts).recent_client_requests(settings.max_live_requests)
     live = [{"text": _user_text(r["messages"]), "tool": (call.name if (call := parse_tool_call(r["answer"] or ""))
                                                           else "text")} for r in recent]
     context.log.info(f"comparing {len(live)} live prompts with {len(reference)} training prompts")

@@ -27,7 +27,6 @@ from dagster import (
 )
 
 from llmops_assets.core import plots
-from llmops_assets.core.request_log import RequestLog, default_url
 from llmops_assets.core.storage import read_json, read_jsonl, write_json
 from llmops_assets.core.tools import ToolSchema
 from llmops_assets.deployment import canary, release
@@ -38,6 +37,7 @@ from llmops_assets.orchestration.resources import (
     artifact_result,
     gate_result,
     markdown_image,
+    request_log,
 )
 
 ANALYSIS_FILE = "canary_analysis.json"
@@ -57,7 +57,7 @@ def canary_analysis(context: AssetExecutionContext, pipeline: PipelineConfig, ar
     else:
         schema = ToolSchema.from_file(settings.domain.tools_file)
         test = read_jsonl(artifacts.store.get("curated_dataset", challenger.inputs["curated_dataset"]).path / "test.jsonl")
-        log = RequestLog(deployment.gateway.request_log or default_url(home))
+        log = request_log(pipeline, artifacts)
         sent = len({r["probe_id"] for r in log.since(challenger.deployed_at) if r["probe_id"]})
         rows = canary.probe_rows(test, sent, promotion.probes_per_analysis)
         if rows:
