@@ -59,6 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     traffic.add_argument("--users", type=int, default=0,
                          help="send as this many simulated users in turn: each keeps its release while a canary runs "
                               "(default 0: anonymous requests, each routed on its own)")
+    review_parser = commands.add_parser("review", help="the review queue in Argilla's record format: export it, "
+                                                       "import the decisions (approve, reject, correct)")
+    review_parser.add_argument("action", choices=["export", "import"])
+    review_parser.add_argument("file", help="a JSON list of Argilla records (rg.Record.to_dict() shape)")
+    review_parser.add_argument("--limit", type=int, default=500, help="export at most this many (default 500)")
     gc = commands.add_parser("gc", help="remove artifact versions that a crashed or killed publish left without a manifest")
     gc.add_argument("--min-age-hours", type=float, default=1.0,
                     help="keep younger remains: they may be a publish in progress (default: 1)")
@@ -88,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         return trace_command(args.request_id)
     if args.command == "traffic":
         return traffic_command(args.source, args.rate, args.count, args.users)
+    if args.command == "review":
+        return review_command(args.action, Path(args.file), args.limit)
     return serve_command(args.action)
 
 
@@ -113,8 +120,11 @@ def run_pipeline(job_name: str, run_config: dict | None = None, tags: dict | Non
     instance = dagster_instance()
     job = definitions.resolve_job_def(job_name)
     selected = set(job.asset_layer.selected_asset_keys)
-    upstream = AssetSelection.assets(*selected).upstream().resolve(definitions.resolve_asset_graph()) - selected
-    missing = sorted((k for k in upstream if instance.get_latest_materialization_event(k) is None), key=str)
+    graph = definitions.resolve_asset_graph()
+    upstream = AssetSelection.assets(*selected).upstream().resolve(graph) - selected
+    # A partitioned asset (feedback_log's days) is read as far as it exists; none is fine.
+    missing = sorted((k for k in upstream if not graph.get(k).is_partitioned
+                      and instance.get_latest_materialization_event(k) is None), key=str)
     if missing:
         print(f"{job_name} needs {', '.join(k.to_user_string() for k in missing)}, never materialized here: "
               "building it in the same run")
@@ -334,13 +344,56 @@ def gateway_command(port: int) -> int:
     return 0
 
 
+def open_request_log(resource: ArtifactStoreResource):
+    from llmops_assets.core.request_log import RequestLog, default_url
+
+    return RequestLog(load_settings().stages.deployment.gateway.request_log or default_url(resource.home_path))
+
+
+def review_command(action: str, path: Path, limit: int) -> int:
+    """Export the review queue as Argilla records, or import reviewed records as decisions; a
+    record that cannot be imported is listed with why, and the others are still stored."""
+    from llmops_assets.core.tools import ToolSchema
+    from llmops_assets.deployment import review
+
+    resource = ArtifactStoreResource()
+    log = open_request_log(resource)
+    if action == "export":
+        records = review.to_argilla(review.queue_entries(log, resource.registry.releases(), limit))
+        path.write_text(json.dumps(records, indent=1))
+        print(f"{len(records)} records waiting for review written to {path} (Argilla: text fields prompt, answer, "
+              f"reasons; questions decision [approve, reject, correct], correction, comment)")
+        return 0
+    try:
+        records = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        print(f"error: {path}: {exc}", file=sys.stderr)
+        return 2
+    if not isinstance(records, list):
+        print(f"error: {path}: expected a JSON list of Argilla records", file=sys.stderr)
+        return 2
+    decisions, skipped = review.from_argilla(records)
+    schema = ToolSchema.from_file(load_settings().domain.tools_file)
+    stored = 0
+    for decision in decisions:
+        try:
+            review.store_review(log, decision, schema, "review:argilla")
+            stored += 1
+        except (ValueError, LookupError) as exc:
+            skipped.append({"record": f"id {decision['request_id']!r}", "reason": str(exc.args[0])})
+    refused = [item for item in skipped if item["reason"] != review.NO_DECISION]
+    for item in skipped:
+        print(f"skipped {item['record']}: {item['reason']}")
+    print(f"{stored} review decisions stored from {path}; {len(skipped) - len(refused)} records not decided yet, "
+          f"{len(refused)} refused")
+    return 1 if refused else 0
+
+
 def trace_command(request_id: str) -> int:
     """From a request id to what produced its answer: the release and, through the artifacts'
     manifests, the GGUF, adapter, training data and eval report."""
-    from llmops_assets.core.request_log import RequestLog, default_url
-
-    settings, resource = load_settings(), ArtifactStoreResource()
-    log = RequestLog(settings.stages.deployment.gateway.request_log or default_url(resource.home_path))
+    resource = ArtifactStoreResource()
+    log = open_request_log(resource)
     entry = log.get(request_id)
     if entry is None:
         print(f"no request {request_id} in the request log ({log.url})")
@@ -432,8 +485,11 @@ def lineage(store, asset: str, version: str, depth: int = 0) -> list[str]:
         return [f"{'  ' * depth}{asset} {version} (gone from {store.url})"]
     lines = [f"{'  ' * depth}{asset} {version}  {store.url_of(asset, version)}"]
     for name, upstream in sorted(manifest.get("inputs", {}).items()):
-        if store.exists(name, upstream):
-            lines += lineage(store, name, upstream, depth + 1)
+        upstream_asset = name.split(":")[0]  # a partition's input is named `asset:partition`
+        if store.exists(upstream_asset, upstream):
+            if upstream_asset != name:
+                lines.append(f"{'  ' * (depth + 1)}{name.split(':', 1)[1]}:")
+            lines += lineage(store, upstream_asset, upstream, depth + 1)
         else:
             lines.append(f"{'  ' * (depth + 1)}{name} {upstream}")
     return lines

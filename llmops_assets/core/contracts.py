@@ -77,6 +77,16 @@ class SafetyCheck(StrictModel):
     over_refusal_rate: float
 
 
+class TextAnswers(StrictModel):
+    """Test rows answered in text: exact match (refuses as the reference does), ROUGE-L F1, chrF."""
+
+    n: int
+    exact_match: float | None
+    rouge_l: float | None
+    chrf: float | None
+    corpus_chrf: float | None
+
+
 class EvalReport(StrictModel):
     """`eval_report.json` of `eval_report`."""
 
@@ -88,6 +98,7 @@ class EvalReport(StrictModel):
     judge_agreement: float
     judge_real_negatives: int
     baseline_comparison: BaselineComparison
+    text_answers: TextAnswers | None = None  # older reports have none
     safety_check: SafetyCheck
     failures: list[dict[str, Any]]
     confusion: dict[str, dict[str, int]]

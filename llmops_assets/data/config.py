@@ -95,6 +95,9 @@ class FeedbackSettings(StrictModel):
     max_longer_chosen_share: float = Field(
         0.9, gt=0, le=1, description="Warn when the chosen answer is the longer one in more pairs than this (a "
                                      "lower confidence bound): the model would learn length, not correctness.")
+    corrections_as_examples: bool = Field(
+        True, description="Corrected tool calls (capped and screened like the pairs) also become SFT rows in "
+                          "raw_examples, curated and split like every other row.")
 
 
 class DriftSettings(StrictModel):
@@ -107,6 +110,11 @@ class DriftSettings(StrictModel):
                                                     "(its 95th percentile).")
     clusters: int = Field(8, ge=2, description="k-means clusters of live and training prompts: a cluster far more "
                                                "live than training is reported, with examples, for review.")
+    review_per_cluster: int = Field(20, ge=0, description="Prompts of each flagged cluster put on the review queue.")
+    every_new_requests: int = Field(200, ge=1, description="drift_sensor: a new drift report after this many new "
+                                                           "client requests.")
+    retrain_min_new_examples: int = Field(50, ge=1, description="retraining_sensor: with drift, retrain once this many "
+                                                                "corrected calls wait outside the training data.")
     seed: int = 7
 
 

@@ -47,7 +47,8 @@ def classifier_auc(reference: np.ndarray, live: np.ndarray, seed: int, shuffle: 
 
 def drift_report(reference_texts: list[str], live: list[dict[str, Any]], settings: DriftSettings,
                  embeddings=embed) -> dict[str, Any]:
-    """The verdict and where it comes from. `live`: {"text", "tool"} per recent client request."""
+    """The verdict and where it comes from. `live`: {"text", "tool", "request_id"?} per recent
+    client request; a flagged cluster lists up to `review_per_cluster` request ids for review."""
     if len(live) < settings.min_live_requests:
         return {"drifted": False, "live": len(live), "reference": len(reference_texts),
                 "note": f"{len(live)} live prompts, fewer than min_live_requests ({settings.min_live_requests}): "
@@ -82,8 +83,10 @@ def _clusters(reference: np.ndarray, current: np.ndarray, live: list[dict[str, A
     for cluster in range(settings.clusters):
         live_share = float(np.mean(live_labels == cluster))
         ref_share = float(np.mean(ref_labels == cluster))
-        members = [live[i]["text"] for i in np.nonzero(live_labels == cluster)[0][:5]]
-        clusters.append({"cluster": cluster, "live_share": live_share, "training_share": ref_share,
-                         "flagged": live_share >= 0.05 and live_share >= 2 * max(ref_share, 1e-9),
-                         "examples": members})
+        members = np.nonzero(live_labels == cluster)[0]
+        flagged = live_share >= 0.05 and live_share >= 2 * max(ref_share, 1e-9)
+        clusters.append({"cluster": cluster, "live_share": live_share, "training_share": ref_share, "flagged": flagged,
+                         "examples": [live[i]["text"] for i in members[:5]],
+                         "request_ids": [live[i]["request_id"] for i in members[:settings.review_per_cluster]
+                                         if flagged and "request_id" in live[i]]})
     return sorted(clusters, key=lambda c: c["live_share"] - c["training_share"], reverse=True)

@@ -7,7 +7,9 @@ of preference data; each feedback item becomes a pair or is quarantined with its
 - a correction the schema rejects, or one equal to the answer after normalization;
 - a pair already made (the same request, chosen and rejected);
 - a request that is in the test split or the safety suite (the pair would leak into evaluation);
-- beyond `max_pairs_per_client` from one client (a flood from one key cannot steer the model).
+- beyond `max_pairs_per_client` from one client (a flood from one key cannot steer the model);
+- a client's correction of an answer a reviewer approved or corrected (the review decides).
+Reviewers' decisions (source "review", from the review queue) are trusted: no per-client cap.
 The newest `held_out_share` of the pairs (by feedback time) is held out for DPO's evaluation.
 """
 
@@ -18,7 +20,7 @@ from typing import Any
 
 from llmops_assets.core.chat import parse_tool_call, tool_calls_of
 from llmops_assets.core.examples import pair_problem
-from llmops_assets.core.rows import quarantine_entry
+from llmops_assets.core.rows import example_id, quarantine_entry
 from llmops_assets.core.statistics import binomial_bounds
 from llmops_assets.core.tools import ToolSchema
 from llmops_assets.data.config import FeedbackSettings
@@ -31,12 +33,16 @@ def build_pairs(feedback: list[dict[str, Any]], schema: ToolSchema, settings: Fe
     `feedback`: the request log's feedback rows joined with their requests, oldest first;
     `evaluation_requests`: the normalized requests of the test split and the safety suite."""
     candidates, quarantined = [], []
+    reviewed = {i["request_id"]: i for i in feedback if _reviewed(i) and (i["rating"] == 1 or i["correction"])}
     for item in feedback:
         origin = f"feedback {item['feedback_id']} on request {item['request_id']}"
         if item["correction"] is None:
             continue
         pair = _pair(item["messages"], _answer_message(item["correction"]), item["answer"])
-        reason = pair_problem(pair, schema) or _same_call(item["correction"], item["answer"], schema)
+        review = None if _reviewed(item) else reviewed.get(item["request_id"])
+        reason = (review and f"a reviewer {'approved' if review['rating'] == 1 else 'corrected'} the answer this "
+                             f"corrects (feedback {review['feedback_id']})") or \
+            pair_problem(pair, schema) or _same_call(item["correction"], item["answer"], schema)
         if reason:
             quarantined.append(quarantine_entry(origin, reason, _raw(item)))
         else:
@@ -50,7 +56,7 @@ def build_pairs(feedback: list[dict[str, Any]], schema: ToolSchema, settings: Fe
             reason = "the same pair (request, chosen and rejected) came before"
         elif request in evaluation_requests:
             reason = "the request is in the test split or the safety suite: a pair on it would leak into evaluation"
-        elif per_client[item["client"]] >= settings.max_pairs_per_client:
+        elif not _reviewed(item) and per_client[item["client"]] >= settings.max_pairs_per_client:
             reason = f"client {item['client']} already gave {settings.max_pairs_per_client} pairs (max_pairs_per_client)"
         else:
             reason = None
@@ -65,6 +71,17 @@ def build_pairs(feedback: list[dict[str, Any]], schema: ToolSchema, settings: Fe
     for index, pair in enumerate(pairs):
         pair["split"] = "held_out" if index >= len(pairs) - held_out else "train"
     return pairs, quarantined
+
+
+def correction_examples(pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Corrected tool calls as SFT rows (the request and the right call) for `raw_examples`,
+    each with the pair's origin; text corrections stay preference data only."""
+    return [{"id": example_id(p["prompt"] + p["chosen"]), "origin": p["origin"], "messages": p["prompt"] + p["chosen"]}
+            for p in pairs if p["chosen"][0].get("tool_calls")]
+
+
+def _reviewed(item: dict[str, Any]) -> bool:
+    return item.get("source") == "review"
 
 
 def bias_report(pairs: list[dict[str, Any]], confidence: float) -> dict[str, Any]:

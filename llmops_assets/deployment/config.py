@@ -33,6 +33,9 @@ class GatewaySettings(StrictModel):
     requests_per_minute: int = Field(600, ge=1, description="Per API key (or per anonymous client): 429 beyond it.")
     cost_per_1k_tokens: float = Field(0.0, ge=0, description="Priced into the per-key cost counter of /metrics.")
     upstream_timeout_s: float = Field(120, gt=0)
+    drain_s: float = Field(5.0, ge=0, description="A release that stops taking requests (retired, rolled back) keeps "
+                                                   "its server this long for the requests in flight; the gateway "
+                                                   "re-reads the registry every half second.")
 
 
 class CanaryGate(StrictModel):

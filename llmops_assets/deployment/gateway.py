@@ -40,7 +40,7 @@ def create_app(home: Path, artifacts_url: str, deployment: DeploymentSettings, s
     import anyio
     import httpx
     from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse, Response, StreamingResponse
+    from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
     from llmops_assets.core.chat import parse_tool_call
@@ -48,6 +48,7 @@ def create_app(home: Path, artifacts_url: str, deployment: DeploymentSettings, s
     from llmops_assets.core.request_log import RequestLog, default_url, feedback_problem
     from llmops_assets.core.storage import ArtifactStore
     from llmops_assets.core.tools import ToolSchema
+    from llmops_assets.deployment import review
 
     registry = ReleaseRegistry(ArtifactStore(artifacts_url, Path(home) / "cache"))
     schema = ToolSchema.from_file(tools_file)
@@ -110,6 +111,21 @@ def create_app(home: Path, artifacts_url: str, deployment: DeploymentSettings, s
         key = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
         return (hashlib.sha256(key.encode()).hexdigest()[:16] if key else "anonymous"), key
 
+    def unauthorized(key: str) -> JSONResponse | None:
+        if api_key and key != api_key:
+            return error(401, "missing or wrong API key (Authorization: Bearer ...)", "authentication_error")
+        return None
+
+    async def authorized_body(request: Request) -> tuple[JSONResponse | None, str, Any]:
+        """(the 401 or 400 that refuses the request, or None; the client; its JSON body)."""
+        client_id, key = client_of(request)
+        if refused := unauthorized(key):
+            return refused, client_id, None
+        try:
+            return None, client_id, await request.json()
+        except json.JSONDecodeError as exc:
+            return error(400, f"the body is not JSON: {exc}", "invalid_request_error"), client_id, None
+
     @app.get("/v1/models")
     async def models():
         return {"object": "list", "data": [{"id": r.model_name, "object": "model", "owned_by": "llmops-assets",
@@ -129,13 +145,9 @@ def create_app(home: Path, artifacts_url: str, deployment: DeploymentSettings, s
     async def feedback(request: Request):
         """A rating, a correction, a comment or an implicit signal on an answer, by its request id:
         stored beside the request log; the feedback loop turns it into preference pairs."""
-        client_id, key = client_of(request)
-        if api_key and key != api_key:
-            return error(401, "missing or wrong API key (Authorization: Bearer ...)", "authentication_error")
-        try:
-            body = await request.json()
-        except json.JSONDecodeError as exc:
-            return error(400, f"the body is not JSON: {exc}", "invalid_request_error")
+        refused, client_id, body = await authorized_body(request)
+        if refused:
+            return refused
         problem = feedback_problem(body)
         if problem:
             return error(400, problem, "invalid_request_error")
@@ -151,11 +163,40 @@ def create_app(home: Path, artifacts_url: str, deployment: DeploymentSettings, s
                               ("rating" if body.get("rating") is not None else "signal")).inc()
         return JSONResponse({"feedback_id": feedback_id, "request_id": body["request_id"]}, status_code=201)
 
+    @app.get("/review")
+    async def review_page():
+        """The review queue for people: approve, correct or reject answers (Chromium-tested)."""
+        return HTMLResponse(review.PAGE)
+
+    @app.get("/v1/review/queue")
+    async def review_queue(request: Request, limit: int = 100):
+        _, key = client_of(request)
+        if refused := unauthorized(key):
+            return refused
+        entries = await anyio.to_thread.run_sync(lambda: review.queue_entries(log, registry.releases(), limit))
+        return {"object": "list", "data": entries}
+
+    @app.post("/v1/review")
+    async def review_decision(request: Request):
+        """A reviewer's decision on a queued answer: approve, reject, or correct (with the correction)."""
+        refused, client_id, body = await authorized_body(request)
+        if refused:
+            return refused
+        try:
+            feedback_id, answered = await anyio.to_thread.run_sync(review.store_review, log, body, schema,
+                                                                   f"review:{client_id}")
+        except LookupError as exc:
+            return error(404, str(exc.args[0]), "not_found_error")
+        except ValueError as exc:
+            return error(400, str(exc), "invalid_request_error")
+        feedback_total.labels(release=answered["release_version"], role=answered["role"], kind="review").inc()
+        return JSONResponse({"feedback_id": feedback_id, "request_id": body["request_id"]}, status_code=201)
+
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
         client_id, key = client_of(request)
-        if api_key and key != api_key:
-            return error(401, "missing or wrong API key (Authorization: Bearer ...)", "authentication_error")
+        if refused := unauthorized(key):
+            return refused
         window = recent[client_id]
         started = time.time()
         while window and window[0] < started - 60:
@@ -265,9 +306,11 @@ def create_app(home: Path, artifacts_url: str, deployment: DeploymentSettings, s
             return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
         async for _ in chunks:
             pass
-        if reply.failure and not reply.parts and keeper.dead(release):  # it died as the request came in
-            retry = await answering(release)
-            if retry is not None:
+        if reply.failure and not reply.parts:  # no token came: its server died, or was retired, as the request came in
+            routes.read_at = 0.0
+            retired = all(r.release_number != release.release_number for r in routes.live())
+            retry = routes.champion() if retired and pinned is None else await answering(release)
+            if retry is not None and (retry.release_number, retry.pid) != (release.release_number, release.pid):
                 release, reply = retry, _Reply()
                 async for _ in _chunks(request.app.state.client, release.endpoint,
                                        {**upstream, "model": release.model}, reply):

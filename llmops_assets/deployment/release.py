@@ -105,11 +105,19 @@ def retire_challenger(registry: ReleaseRegistry, settings: DeploymentSettings, h
     """Roll the challenger back: it takes no traffic any more and its server stops; the champion,
     untouched, takes everything."""
     registry.set_role(challenger.release_number, "retired", 0.0, reason=reason)
+    _drain(settings)
     target_of(challenger.view(), settings, home).retire(challenger.view())
 
 
 def _retire(registry: ReleaseRegistry, settings: DeploymentSettings, home: Path, old: Release, successor: Candidate,
             reason: str) -> None:
-    if Candidate.of(old.view()) != successor:  # else the same server goes on answering
-        target_of(old.view(), settings, home).retire(old.view())
+    """Out of the routes first, then, once the gateway has seen it and what it was answering is
+    answered, its server stops: no client request meets a stopped server."""
     registry.set_role(old.release_number, "retired", 0.0, reason=reason)
+    if Candidate.of(old.view()) != successor:  # else the same server goes on answering
+        _drain(settings)
+        target_of(old.view(), settings, home).retire(old.view())
+
+
+def _drain(settings: DeploymentSettings) -> None:
+    time.sleep(settings.gateway.drain_s)

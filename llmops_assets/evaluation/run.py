@@ -19,6 +19,7 @@ from llmops_assets.evaluation.config import EvaluationSettings
 from llmops_assets.evaluation.generate import generate_answers
 from llmops_assets.evaluation.regression import regression_analysis
 from llmops_assets.evaluation.safety import safety_report
+from llmops_assets.evaluation.text_metrics import text_overlap
 
 
 @dataclass
@@ -74,11 +75,22 @@ def evaluate(model_dir: Path, adapter_dir: Path, base_dir: Path, test_rows: list
                                 **{k: v for k, v in regression["metrics"]["task_accuracy"].items()
                                    if k in ("delta", "ci_low", "ci_high", "p_worse", "wins", "losses", "n")},
                                 "regressed": regression["regressed"]},
+        "text_answers": text_answers(task),
         "safety_check": safety,
         "failures": [p for p in task["predictions"] if not p["correct"]],
         "confusion": confusion(expected, answers),
     }
     return Evaluation(report, judged, regression, task["predictions"])
+
+
+def text_answers(task: dict[str, Any]) -> dict[str, Any]:
+    """Exact match (refuses when the reference does) beside ROUGE-L and chrF, on the test rows
+    whose reference is a text; each such prediction gets its own scores."""
+    texts = [p for p in task["predictions"] if p["reference"] is not None]
+    overlap = text_overlap([p["reference"] for p in texts], [p["answer"] for p in texts])
+    for prediction, scores in zip(texts, overlap.pop("per_example"), strict=True):
+        prediction.update(scores)
+    return {**overlap, "exact_match": statistics.fmean(p["correct"] for p in texts) if texts else None}
 
 
 def _champion_answers(champion, base, tokenizer, conversations, settings, progress) -> tuple[str, list[str]]:

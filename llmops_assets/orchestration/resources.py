@@ -86,6 +86,27 @@ class ArtifactStoreResource(ConfigurableResource):
             raise RuntimeError(f"{asset}'s materialization in run {record.run_id} records no artifact version")
         return self.store.get(asset, version.value)
 
+    def upstream_partitions(self, context, asset: str) -> dict[str, Artifact]:
+        """{partition key: version} of a partitioned `asset` this run depends on: for each
+        partition, the version this run materialized, else the latest one before the run was created."""
+        key, instance = AssetKey(asset), context.instance
+        created = instance.get_run_record_by_id(context.run.run_id).create_timestamp.timestamp()
+        records, cursor = [], None
+        while True:  # newest first, page by page
+            page = instance.fetch_materializations(AssetRecordsFilter(asset_key=key, before_timestamp=created),
+                                                   limit=1000, cursor=cursor)
+            records += page.records
+            if not page.has_more:
+                break
+            cursor = page.cursor
+        own = [r for r in instance.get_records_for_run(context.run.run_id,
+                                                       of_type=DagsterEventType.ASSET_MATERIALIZATION).records
+               if r.asset_key == key]
+        latest: dict[str, str] = {}
+        for record in [*reversed(records), *own]:  # oldest first: a later one replaces an earlier one
+            latest[record.partition_key] = record.asset_materialization.metadata["version"].value
+        return {partition: self.store.get(asset, version) for partition, version in sorted(latest.items())}
+
     def build_or_reuse(self, context, asset: str, inputs: dict[str, str], config: dict,
                        build: Callable[[ArtifactWriter], None], equivalent: Artifact | None = None) -> Artifact:
         """The artifact built before from the same inputs and config (or `equivalent`, one the

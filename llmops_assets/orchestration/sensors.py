@@ -26,9 +26,9 @@ TRIGGER_TAG = "llmops/trigger"
 
 
 # Built once when never built: curation counts tokens with the base model's tokenizer, training
-# (reached through automation) starts from cpt_model and waits for preference_pairs, which needs
-# feedback_log: automation alone would never create these roots.
-_BUILT_ONCE = ("base_model", "cpt_model", "feedback_log")
+# (reached through automation) starts from cpt_model and waits for preference_pairs (built from
+# no feedback at first): automation alone would never create these.
+_BUILT_ONCE = ("base_model", "cpt_model", "preference_pairs")
 
 
 @sensor(asset_selection=AssetSelection.assets(*_BUILT_ONCE, "raw_examples", "curated_dataset"),

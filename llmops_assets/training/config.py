@@ -77,6 +77,9 @@ class PreferenceSettings(StrictModel):
     enabled: bool = False
     preferences: list[Path] = [SEED_DIR / "task_api_preferences.jsonl"]
     beta: float = Field(0.1, gt=0, description="How far the policy may move from the SFT reference (higher: less).")
+    sft_weight: float = Field(0.0, ge=0, description="Weight of a negative log-likelihood loss on the chosen answers "
+                                                     "beside DPO's (RPO): keeps their probability from falling while "
+                                                     "the margin grows; 0: plain DPO.")
     max_steps: int = Field(20, ge=1)
     learning_rate: float = Field(5e-5, gt=0)
     validation_share: float = Field(0.2, gt=0, lt=1)

@@ -66,7 +66,9 @@ def train_dpo(base_dir: Path, sft_adapter_dir: Path, pairs: list[dict[str, Any]]
         model, tokenizer, _ = load_for_training(base_dir, settings, backend, adapter_dir=sft_adapter_dir)
         progress(f"DPO on {len(train)} preference pairs ({len(validation)} held out), beta {dpo.beta}")
         args = DPOConfig(**trainer_arguments(settings, work_dir, report_to, f"dpo-{work_dir.name}",
-                                             max_steps=dpo.max_steps, learning_rate=dpo.learning_rate), beta=dpo.beta)
+                                             max_steps=dpo.max_steps, learning_rate=dpo.learning_rate), beta=dpo.beta,
+                         **({"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, dpo.sft_weight]} if dpo.sft_weight
+                            else {}))
         return DPOTrainer(
             model=model, args=args, processing_class=tokenizer, callbacks=callbacks,
             train_dataset=Dataset.from_list(to_preference_texts(train, tokenizer, system_prompt)),

@@ -36,7 +36,7 @@ def samples():
 
 
 def live(texts):
-    return [{"text": t, "tool": "text"} for t in texts]
+    return [{"text": t, "tool": "text", "request_id": t} for t in texts]  # the text as its id: easy to check
 
 
 def test_prompts_from_another_domain_drift_and_a_fresh_sample_of_the_same_does_not(samples):
@@ -53,6 +53,10 @@ def test_prompts_from_another_domain_drift_and_a_fresh_sample_of_the_same_does_n
     assert mixed["drifted"], mixed
     top = mixed["clusters"][0]
     assert top["flagged"] and set(top["examples"]) <= set(other_domain(160))
+    # Its prompts go to the review queue (up to review_per_cluster); an unflagged cluster's do not.
+    assert 0 < len(top["request_ids"]) <= settings.review_per_cluster
+    assert set(top["request_ids"]) <= set(other_domain(160))
+    assert all(c["request_ids"] == [] for c in mixed["clusters"] if not c["flagged"])
 
 
 def test_too_few_live_prompts_give_no_verdict(samples):

@@ -81,3 +81,22 @@ def test_the_bias_report_flags_chosen_answers_that_win_by_length(schema):
     report = bias_report(pairs, 0.95)
     assert report["chosen_longer_share"] == 1.0 and report["chosen_longer_lower_bound"] > 0.9
     assert report["call_against_text"] == 40
+
+
+def test_a_review_decision_overrules_client_corrections_and_a_reviewer_is_not_capped(schema):
+    """A reviewer approving an answer dismisses a client's correction of it; a reviewer's own
+    correction replaces a client's; reviewers (the review queue) have no per-client cap."""
+    poisoned = item(1, "remove task 4", {"name": "add_task", "arguments": {"title": "spam"}}, client="troll")
+    approval = {**item(2, "remove task 4", answer=WRONG), "request_id": "r1", "rating": 1, "source": "review"}
+    client_fix = item(3, "remove task 8", {"name": "complete_task", "arguments": {"task_id": 8}}, client="c")
+    reviewer_fix = {**item(4, "remove task 8", delete(8)), "request_id": "r3", "rating": -1, "source": "review",
+                    "client": "review:x"}
+    reviews = [{**item(10 + n, f"remove task {20 + n}", delete(20 + n)), "source": "review", "client": "review:x"}
+               for n in range(4)]
+    pairs, quarantined = build_pairs([poisoned, approval, client_fix, reviewer_fix, *reviews], schema,
+                                     FeedbackSettings(min_pairs=1, max_pairs_per_client=2), set())
+    assert [p["feedback_id"] for p in pairs] == [4, 10, 11, 12, 13]  # over the cap of 2: reviewers are trusted
+    assert pairs[0]["chosen"][0]["tool_calls"][0]["function"] == delete(8)
+    reasons = {q["origin"].split()[1]: q["reason"] for q in quarantined}
+    assert reasons == {"1": "a reviewer approved the answer this corrects (feedback 2)",
+                       "3": "a reviewer corrected the answer this corrects (feedback 4)"}

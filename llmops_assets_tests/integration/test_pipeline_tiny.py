@@ -6,12 +6,13 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
-from dagster import AssetKey, AssetMaterialization, DagsterInstance, SkipReason, build_sensor_context
+from dagster import AssetKey, AssetMaterialization, DagsterInstance, SkipReason, build_sensor_context, materialize
 
 from llmops_assets.cli import root_cause
 from llmops_assets.core import releases
@@ -22,6 +23,7 @@ from llmops_assets.data.synth import SEED_FILE
 from llmops_assets.definitions import build_definitions, defs
 from llmops_assets.deployment import servers
 from llmops_assets.deployment.targets import ollama_answers, ollama_host
+from llmops_assets.orchestration.data.feedback import feedback_log, feedback_sensor
 from llmops_assets.orchestration.resources import SOURCE_FILES, ArtifactStoreResource, PipelineConfig
 from llmops_assets.orchestration.sensors import training_data_sensor
 from llmops_assets.settings import load_settings
@@ -29,8 +31,9 @@ from llmops_assets_tests.conftest import TINY_CONFIG, derived_config, gate_count
 from llmops_assets_tests.graph import describe
 from llmops_assets_tests.ollama_double import OllamaDouble
 
-# release_roles materializes only when a promotion changes roles: with no challenger, never.
-EVERY_RUN = set(describe(defs)["assets"]) - {"release_roles"}
+# release_roles materializes only when a promotion changes roles: with no challenger, never;
+# feedback_log's days come from feedback_sensor, not from the whole-graph run.
+EVERY_RUN = set(describe(defs)["assets"]) - {"release_roles", "feedback_log"}
 DOWNSTREAM_OF_TRAINING = {"dpo_adapter", "eval_report", "merged_model", "gguf_model", "deployed_model"}
 
 
@@ -169,8 +172,6 @@ def post(url: str, body: dict, headers: dict | None = None):
 
 def logged(home, request_id: str, timeout_s: float = 10) -> dict:
     """The request log entry of `request_id`, waiting for it a little."""
-    import time
-
     from llmops_assets.core.request_log import RequestLog, default_url
 
     deadline = time.monotonic() + timeout_s
@@ -257,7 +258,6 @@ def test_a_killed_model_server_is_restarted_by_the_gateway_and_no_request_fails(
 def test_a_real_prometheus_scrapes_the_gateway_per_release(pipeline, tmp_path):
     """Debian's prometheus, started here on 127.0.0.1, scrapes the gateway's /metrics; its query
     API returns the request counter of the served release."""
-    import time
 
     _, home, _ = pipeline
     status = releases.read_status(home)
@@ -469,7 +469,6 @@ def test_a_shadow_never_answers_a_client_and_an_equal_challenger_is_promoted_by_
     returned; the canary sensor asks for an analysis; equal on every KPI (margins widened for a
     test-sized sample), the challenger becomes the champion through canary_analysis and
     release_roles, and the old champion's server stops."""
-    import time
 
     from llmops_assets.core.request_log import RequestLog, default_url
     from llmops_assets.orchestration.deployment.promotion import canary_sensor
@@ -524,6 +523,17 @@ def test_a_shadow_never_answers_a_client_and_an_equal_challenger_is_promoted_by_
         {"role": "user", "content": "List my tasks"}]})[0]["release"]["version"] == shadow.version
 
 
+def take_feedback(instance, config, home) -> list:
+    """What feedback_sensor launches, run here: each feedback_log day with new items."""
+    resources = {"pipeline": PipelineConfig(config_path=str(config)), "artifacts": ArtifactStoreResource(home=str(home))}
+    requests = feedback_sensor(build_sensor_context(instance=instance, resources=resources))
+    requests = [] if isinstance(requests, SkipReason) else requests
+    for request in requests:
+        assert materialize([feedback_log], instance=instance, resources=resources,
+                           partition_key=request.partition_key).success
+    return requests
+
+
 def test_feedback_becomes_preference_pairs_that_dpo_trains_a_canary_on(pipeline, tmp_path):
     """Corrections sent to the gateway on served answers become preference pairs (poisoned ones
     quarantined or capped), DPO trains on them, and the trained adapter goes through evaluation to
@@ -552,13 +562,17 @@ def test_feedback_becomes_preference_pairs_that_dpo_trains_a_canary_on(pipeline,
     expected_pairs = users + min(flood, 3)
     assert expected_pairs >= 20, "the tiny model answered nothing to most requests"
 
-    feedback_rules = {"min_pairs": 20, "held_out_share": 0.2, "max_pairs_per_client": 3}
+    # corrections_as_examples off: here the pairs alone are followed (the SFT rows they also give
+    # are orchestration/test_feedback_sensors.py's), so no correction moves into the test split.
+    feedback_rules = {"min_pairs": 20, "held_out_share": 0.2, "max_pairs_per_client": 3,
+                      "corrections_as_examples": False}
     dpo = {"max_steps": 2, "quality_gate": {"min_reward_accuracy": 0.0, "min_held_out_pairs": 5}}
     config = derived_config(tmp_path, {"stages": {"data": {"feedback": feedback_rules}, "training": {"dpo": dpo},
                                                   "deployment": {"promotion": {"mode": "canary"}}}})
+    assert [r.partition_key for r in take_feedback(instance, config, home)] == [time.strftime("%Y-%m-%d", time.gmtime())]
     result = run_pipeline(instance, config, home)
     assert result.success, [(e.check_name, e.metadata) for e in result.get_asset_check_evaluations() if not e.passed]
-    assert {"feedback_log", "preference_pairs", "dpo_adapter", "eval_report", "deployed_model"} <= materialized(result)
+    assert {"preference_pairs", "dpo_adapter", "eval_report", "deployed_model"} <= materialized(result)
     pairs = latest(instance, "preference_pairs")
     report = json.loads((pairs.path / "report.json").read_text())
     assert (report["pairs"], report["quarantined"], report["ready"]) == (expected_pairs, 35 - expected_pairs, True)

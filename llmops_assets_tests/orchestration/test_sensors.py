@@ -35,10 +35,10 @@ def test_the_sensor_launches_once_per_new_state_of_the_sources(tmp_path):
     first = tick(instance, config)
     assert isinstance(first, RunRequest)
     selected = {k.to_user_string() for k in first.asset_selection}
-    assert selected == {"base_model", "cpt_model", "feedback_log", "raw_examples", "curated_dataset"}
+    assert selected == {"base_model", "cpt_model", "preference_pairs", "raw_examples", "curated_dataset"}
     assert tick(instance, config).run_key == first.run_key  # a repeated tick asks for the same run: deduplicated
 
-    for root in ("base_model", "cpt_model", "feedback_log"):
+    for root in ("base_model", "cpt_model", "preference_pairs"):
         instance.report_runless_asset_event(AssetMaterialization(root))
     record_ingest(instance, source_fingerprints([folder]))
     assert isinstance(tick(instance, config), SkipReason)

@@ -13,6 +13,7 @@ from llmops_assets.data.curate import curate_files
 from llmops_assets.data.expand import Expansion, endpoint_asker, expand
 from llmops_assets.data.ingest import RECORDS, ingest_to
 from llmops_assets.orchestration.conditions import AFTER_UPSTREAM_GATES
+from llmops_assets.orchestration.data.feedback import LAST_FEEDBACK_ID, correction_rows
 from llmops_assets.orchestration.resources import (
     SOURCE_FILES,
     ArtifactStoreResource,
@@ -22,11 +23,14 @@ from llmops_assets.orchestration.resources import (
 )
 
 
-@asset(group_name="data",
+@asset(group_name="data", deps=["feedback_log"],
        description="Every row of the configured sources, parsed, with its origin; unreadable rows quarantined; "
-                   "synthetic examples added (tagged) when stages.data.synthetic is enabled.")
+                   "users' corrected tool calls added (stages.data.feedback.corrections_as_examples); synthetic "
+                   "examples added (tagged) when stages.data.synthetic is enabled.")
 def raw_examples(context: AssetExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
     data = pipeline.settings.stages.data
+    corrections, feedback_days, last_feedback = (correction_rows(context, pipeline, artifacts)
+                                                 if data.feedback.corrections_as_examples else ([], {}, 0))
     expansion, generator, ask = Expansion(), {}, None
     if data.synthetic.enabled and data.synthetic.generator == "llm":
         champion = artifacts.registry.champion() if data.synthetic.endpoint == "served" else None
@@ -37,9 +41,11 @@ def raw_examples(context: AssetExecutionContext, pipeline: PipelineConfig, artif
     with artifacts.store.write("raw_examples", config={"synthetic": data.synthetic.model_dump(mode="json"),
                                                        **generator}) as out:
         result = ingest_to(data.sources, out.dir, worker_count(data.workers), progress=context.log.info)
-        out.inputs = result.files
+        out.inputs = {**result.files, **feedback_days}
         context.log.info(f"read {result.input_rows} rows from {len(result.files)} files, "
-                         f"{result.quarantined} quarantined")
+                         f"{result.quarantined} quarantined; {len(corrections)} corrected calls from feedback")
+        with open(out.dir / RECORDS, "a", encoding="utf-8") as records:
+            records.write("".join(map(jsonl_line, corrections)))
         if data.synthetic.enabled:
             expansion = expand(read_jsonl(out.dir / RECORDS), ToolSchema.from_file(pipeline.settings.domain.tools_file),
                                data.synthetic, data.quality_filters, ask, progress=context.log.info)
@@ -48,10 +54,12 @@ def raw_examples(context: AssetExecutionContext, pipeline: PipelineConfig, artif
             with open(out.dir / RECORDS, "a", encoding="utf-8") as records:
                 records.write("".join(map(jsonl_line, expansion.records)))
         write_jsonl(out.dir / "synthetic_rejected.jsonl", expansion.rejected)
-        out.metrics = {"input_rows": result.input_rows, "records": result.records + len(expansion.records),
-                       "quarantined": result.quarantined, **expansion.counts()}
+        out.metrics = {"input_rows": result.input_rows, "records": result.records + len(corrections) +
+                       len(expansion.records), "quarantined": result.quarantined, "feedback_rows": len(corrections),
+                       **expansion.counts()}
     raw = artifacts.store.get("raw_examples", out.version)
-    return artifact_result(raw, **out.metrics, **{SOURCE_FILES: MetadataValue.json(result.files)},
+    return artifact_result(raw, **out.metrics, **{SOURCE_FILES: MetadataValue.json(result.files),
+                                                  LAST_FEEDBACK_ID: last_feedback},
                            first_synthetic_rejected=MetadataValue.json(expansion.rejected[:5]))
 
 

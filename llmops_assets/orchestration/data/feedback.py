@@ -14,6 +14,8 @@ from dagster import (
     AssetCheckSeverity,
     AssetExecutionContext,
     AssetKey,
+    AssetRecordsFilter,
+    DailyPartitionsDefinition,
     DefaultSensorStatus,
     MetadataValue,
     RunRequest,
@@ -30,9 +32,9 @@ from llmops_assets.core.storage import read_json, read_jsonl, write_json, write_
 from llmops_assets.core.tools import ToolSchema
 from llmops_assets.data.curate import normalized_text, request_text
 from llmops_assets.data.drift import drift_report as measure_drift
-from llmops_assets.data.feedback import bias_report, build_pairs
+from llmops_assets.data.feedback import bias_report, build_pairs, correction_examples
 from llmops_assets.evaluation.safety import load_suite
-from llmops_assets.orchestration.conditions import AFTER_UPSTREAM_GATES
+from llmops_assets.orchestration.conditions import AFTER_FEEDBACK_DAYS
 from llmops_assets.orchestration.resources import (
     ArtifactStoreResource,
     PipelineConfig,
@@ -42,37 +44,59 @@ from llmops_assets.orchestration.resources import (
 )
 
 PAIRS, REPORT = "pairs.jsonl", "report.json"
+TRIGGER_TAG = "llmops/trigger"  # why a sensor launched a run
+LAST_FEEDBACK_ID = "last_feedback_id"  # metadata: the newest feedback item an asset has read
 
 
-@asset(group_name="data", description="Every feedback item the gateway took (ratings, corrections, signals), each "
-                                      "with the request and answer it is about; `new`: since the last snapshot.")
+# Feedback is kept by the UTC day it arrived: a day's partition holds every item of that day;
+# today is a partition already (end_offset=1), re-materialized as feedback comes in.
+FEEDBACK_DAYS = DailyPartitionsDefinition(start_date="2025-01-01", end_offset=1)
+
+
+@asset(group_name="data", partitions_def=FEEDBACK_DAYS,
+       description="The feedback the gateway took on one day (ratings, corrections, signals, review decisions), "
+                   "each with the request and answer it is about; `new`: since this day's last snapshot.")
 def feedback_log(context: AssetExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
-    items = request_log(pipeline, artifacts).feedback()
-    previous = context.instance.get_latest_materialization_event(AssetKey("feedback_log"))
-    before = previous.asset_materialization.metadata["last_feedback_id"].value if previous else 0
-    last = items[-1]["feedback_id"] if items else 0
-    with artifacts.store.write("feedback_log", config={"last_feedback_id": last}) as out:
+    day = context.partition_key
+    window = FEEDBACK_DAYS.time_window_for_partition_key(day)
+    items = request_log(pipeline, artifacts).feedback(received=(window.start.timestamp(), window.end.timestamp()))
+    previous = context.instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=AssetKey("feedback_log"), asset_partitions=[day]), limit=1).records
+    before = previous[0].asset_materialization.metadata["last_feedback_id"].value if previous else 0
+    last = max((i["feedback_id"] for i in items), default=0)
+    with artifacts.store.write("feedback_log", config={"day": day, "last_feedback_id": last}) as out:
         write_jsonl(out.dir / "feedback.jsonl", items)
         out.metrics = {"items": len(items), "last_feedback_id": last}
     kinds = {"corrections": sum(i["correction"] is not None for i in items),
-             "ratings": sum(i["rating"] is not None for i in items), "signals": sum(i["signal"] is not None for i in items)}
-    context.log.info(f"{len(items)} feedback items, {sum(i['feedback_id'] > before for i in items)} new")
+             "ratings": sum(i["rating"] is not None for i in items), "signals": sum(i["signal"] is not None for i in items),
+             "reviews": sum(i["source"] == "review" for i in items)}
+    new = sum(i["feedback_id"] > before for i in items)
+    context.log.info(f"{day}: {len(items)} feedback items, {new} new")
     return artifact_result(artifacts.store.get("feedback_log", out.version), items=len(items), last_feedback_id=last,
-                           new=sum(i["feedback_id"] > before for i in items), **kinds)
+                           new=new, **kinds)
 
 
-@asset(automation_condition=AFTER_UPSTREAM_GATES, group_name="data", deps=["feedback_log", "curated_dataset"],
+def all_feedback(context, artifacts: ArtifactStoreResource) -> tuple[list[dict], dict[str, str]]:
+    """Every feedback item of every day this run depends on, oldest first, and the day versions
+    (as manifest inputs, `feedback_log:<day>`)."""
+    days = artifacts.upstream_partitions(context, "feedback_log")
+    items = sorted((i for built in days.values() for i in read_jsonl(built.path / "feedback.jsonl")),
+                   key=lambda i: i["feedback_id"])
+    return items, {f"feedback_log:{day}": built.version for day, built in days.items()}
+
+
+@asset(automation_condition=AFTER_FEEDBACK_DAYS, group_name="data", deps=["feedback_log", "curated_dataset"],
        description="Preference pairs from feedback (chosen: the correction or an approved answer; rejected: the "
                    "answer disliked), checked like training rows; quarantined items keep their reason.")
 def preference_pairs(context: AssetExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
     settings = pipeline.settings
-    feedback, curated = artifacts.upstream(context, "feedback_log"), artifacts.upstream(context, "curated_dataset")
+    feedback, days = all_feedback(context, artifacts)
+    curated = artifacts.upstream(context, "curated_dataset")
     schema, rules = ToolSchema.from_file(settings.domain.tools_file), settings.stages.data.feedback
-    inputs = {"feedback_log": feedback.version, "curated_dataset": curated.version}
+    inputs = {**days, "curated_dataset": curated.version}
 
     def build(out):
-        pairs, quarantined = build_pairs(read_jsonl(feedback.path / "feedback.jsonl"), schema, rules,
-                                         evaluation_requests(pipeline, curated.path))
+        pairs, quarantined = build_pairs(feedback, schema, rules, evaluation_requests(pipeline, curated.path))
         held_out = sum(p["split"] == "held_out" for p in pairs)
         write_jsonl(out.dir / PAIRS, pairs)
         write_jsonl(out.dir / "quarantine.jsonl", quarantined)
@@ -85,18 +109,32 @@ def preference_pairs(context: AssetExecutionContext, pipeline: PipelineConfig, a
 
     built = artifacts.build_or_reuse(context, "preference_pairs", inputs, rules.model_dump(mode="json"), build)
     report = read_json(built.path / REPORT)
-    context.log.info(f"{report['pairs']} preference pairs ({report['held_out']} held out), {report['quarantined']} "
-                     f"quarantined; " + ("DPO trains on them" if report["ready"] else
-                                         f"DPO waits for {report['min_pairs']}"))
+    context.log.info(f"{len(feedback)} feedback items over {len(days)} days: {report['pairs']} preference pairs "
+                     f"({report['held_out']} held out), {report['quarantined']} quarantined; " +
+                     ("DPO trains on them" if report["ready"] else f"DPO waits for {report['min_pairs']}"))
     return artifact_result(built, **built.metrics, quarantine_reasons=MetadataValue.json(report["quarantine_reasons"]))
+
+
+def correction_rows(context, pipeline: PipelineConfig, artifacts: ArtifactStoreResource) -> tuple[list[dict],
+                                                                                                 dict[str, str], int]:
+    """(SFT rows from corrected tool calls, the feedback days they came from, the last feedback id
+    read) for raw_examples: screened like the pairs (schema, per-client cap, review decisions) and
+    never on a safety-suite request; curation then splits them like any other row."""
+    feedback, days = all_feedback(context, artifacts)
+    settings = pipeline.settings
+    pairs, _ = build_pairs(feedback, ToolSchema.from_file(settings.domain.tools_file), settings.stages.data.feedback,
+                           safety_requests(pipeline))
+    return correction_examples(pairs), days, max((i["feedback_id"] for i in feedback), default=0)
 
 
 def evaluation_requests(pipeline: PipelineConfig, curated_dir) -> set[str]:
     """The normalized requests a pair must not be about: the test split's and the safety suite's."""
-    test = read_jsonl(curated_dir / "test.jsonl")
-    suite = load_suite(pipeline.settings.stages.evaluation.safety_suite)
-    return {request_text(row["messages"]) for row in test} | {
-        normalized_text([{"role": "user", "content": case["request"]}]) for case in suite}
+    return {request_text(row["messages"]) for row in read_jsonl(curated_dir / "test.jsonl")} | safety_requests(pipeline)
+
+
+def safety_requests(pipeline: PipelineConfig) -> set[str]:
+    return {normalized_text([{"role": "user", "content": case["request"]}])
+            for case in load_suite(pipeline.settings.stages.evaluation.safety_suite)}
 
 
 def _pairs(context, artifacts: ArtifactStoreResource) -> tuple[list[dict], dict]:
@@ -149,17 +187,22 @@ def preference_warnings(context: AssetCheckExecutionContext, pipeline: PipelineC
         "bound": bound or 0.0, "verdict": "WARN" if warned else "PASS", "bias": MetadataValue.json(bias)})
 
 
-@sensor(asset_selection=["feedback_log", "preference_pairs"], minimum_interval_seconds=30,
-        default_status=DefaultSensorStatus.RUNNING,
-        description="New feedback in the gateway's log launches feedback_log and preference_pairs; DPO, evaluation "
-                    "and a canary follow through automation and their gates.")
+@sensor(asset_selection=["feedback_log"], minimum_interval_seconds=30, default_status=DefaultSensorStatus.RUNNING,
+        description="New feedback in the gateway's log launches the feedback_log day it arrived on; preference_pairs, "
+                    "DPO, evaluation and a canary follow through automation and their gates.")
 def feedback_sensor(context: SensorEvaluationContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
-    last = request_log(pipeline, artifacts).last_feedback_id()
     latest = context.instance.get_latest_materialization_event(AssetKey("feedback_log"))
     seen = latest.asset_materialization.metadata["last_feedback_id"].value if latest else 0
-    if last <= seen:
+    new = request_log(pipeline, artifacts).feedback(after_id=seen)
+    if not new:
         return SkipReason(f"no feedback since item {seen}")
-    return RunRequest(run_key=f"feedback:{last}", tags={"llmops/trigger": "new feedback"})
+    days: dict[str, int] = {}
+    for item in new:
+        day = FEEDBACK_DAYS.get_partition_key_for_timestamp(item["received_at"])
+        days[day] = max(days.get(day, 0), item["feedback_id"])
+    context.log.info(f"{len(new)} new feedback items on {', '.join(sorted(days))}")
+    return [RunRequest(run_key=f"feedback:{day}:{last}", partition_key=day, tags={TRIGGER_TAG: "new feedback"})
+            for day, last in sorted(days.items())]
 
 
 @asset(group_name="data", deps=["curated_dataset"],
@@ -170,8 +213,8 @@ def drift_report(context: AssetExecutionContext, pipeline: PipelineConfig, artif
     curated = artifacts.upstream(context, "curated_dataset")
     reference = [_user_text(row["messages"][:-1]) for row in read_jsonl(curated.path / "train.jsonl")]
     recent = request_log(pipeline, artifacts).recent_client_requests(settings.max_live_requests)
-    live = [{"text": _user_text(r["messages"]), "tool": (call.name if (call := parse_tool_call(r["answer"] or ""))
-                                                          else "text")} for r in recent]
+    live = [{"text": _user_text(r["messages"]), "request_id": r["request_id"],
+             "tool": call.name if (call := parse_tool_call(r["answer"] or "")) else "text"} for r in recent]
     context.log.info(f"comparing {len(live)} live prompts with {len(reference)} training prompts")
     report = measure_drift(reference, live, settings)
     inputs = {"curated_dataset": curated.version}
@@ -180,10 +223,15 @@ def drift_report(context: AssetExecutionContext, pipeline: PipelineConfig, artif
         write_json(out.dir / "drift_report.json", report)
         out.metrics = {k: report[k] for k in ("drifted", "live") if k in report}
     flagged = [c for c in report.get("clusters", []) if c["flagged"]]
+    queued = request_log(pipeline, artifacts).flag_for_review({
+        request_id: f"drifted cluster {c['cluster']} (live share {c['live_share']:.2f} vs training "
+                    f"{c['training_share']:.2f})" for c in flagged for request_id in c["request_ids"]})
+    context.log.info(f"{len(flagged)} clusters over-represented in live traffic; {queued} prompts put on the review queue")
     return artifact_result(artifacts.store.get("drift_report", out.version), drifted=report["drifted"],
                            live_prompts=report["live"], auc=report.get("auc", 0.0),
                            threshold=report.get("threshold", 0.0), note=report.get("note", ""),
-                           flagged_clusters=MetadataValue.json(flagged))
+                           flagged_clusters=MetadataValue.json(flagged), queued_for_review=queued,
+                           live_until=recent[0]["received_at"] if recent else 0.0)
 
 
 @asset_check(asset="drift_report", blocking=False,
@@ -194,6 +242,46 @@ def drift_warnings(context: AssetCheckExecutionContext, artifacts: ArtifactStore
         "gate": "domain_classifier_auc", "value": report.get("auc", 0.0), "threshold": report.get("threshold", 0.0),
         "verdict": "WARN" if report["drifted"] else "PASS", "live_prompts": report["live"],
         **({"note": report["note"]} if "note" in report else {})})
+
+
+@sensor(asset_selection=["drift_report"], minimum_interval_seconds=60, default_status=DefaultSensorStatus.RUNNING,
+        description="A new drift report once stages.data.drift.every_new_requests client requests came in since the "
+                    "last one.")
+def drift_sensor(context: SensorEvaluationContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
+    if context.instance.get_latest_materialization_event(AssetKey("curated_dataset")) is None:
+        return SkipReason("no curated_dataset yet: no training prompts to compare live prompts with")
+    latest = context.instance.get_latest_materialization_event(AssetKey("drift_report"))
+    since = latest.asset_materialization.metadata["live_until"].value if latest else 0.0
+    new, wanted = request_log(pipeline, artifacts).client_requests_since(since), \
+        pipeline.settings.stages.data.drift.every_new_requests
+    if new < wanted:
+        return SkipReason(f"{new} client requests since the last drift report; the next one after {wanted}")
+    return RunRequest(run_key=f"drift:{since}", tags={TRIGGER_TAG: f"{new} new client requests"})
+
+
+@sensor(asset_selection=["raw_examples", "curated_dataset"], minimum_interval_seconds=60,
+        default_status=DefaultSensorStatus.RUNNING,
+        description="Retrains when live prompts drifted (the latest drift report) and enough corrected tool calls "
+                    "wait outside the training data: re-ingests with them; SFT, evaluation and a canary follow "
+                    "through automation and their gates.")
+def retraining_sensor(context: SensorEvaluationContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
+    drift = context.instance.get_latest_materialization_event(AssetKey("drift_report"))
+    if drift is None or not drift.asset_materialization.metadata["drifted"].value:
+        return SkipReason("the latest drift report found no drift" if drift else "no drift report yet")
+    raw = context.instance.get_latest_materialization_event(AssetKey("raw_examples"))
+    if raw is None:
+        return SkipReason("no raw_examples yet: the first data run comes from new_data_sensor")
+    included = raw.asset_materialization.metadata.get(LAST_FEEDBACK_ID)
+    after = included.value if included else 0
+    waiting = [i for i in request_log(pipeline, artifacts).feedback(after_id=after) if isinstance(i["correction"], dict)]
+    wanted = pipeline.settings.stages.data.drift.retrain_min_new_examples
+    if not pipeline.settings.stages.data.feedback.corrections_as_examples or len(waiting) < wanted:
+        return SkipReason(f"drift, but {len(waiting)} corrected calls wait outside the training data "
+                          f"(retraining at {wanted}, with corrections_as_examples on)")
+    context.log.info(f"drift and {len(waiting)} corrected calls since feedback item {after}: retraining")
+    return RunRequest(run_key=f"retrain:{drift.timestamp}:{after}",
+                      asset_selection=[AssetKey("raw_examples"), AssetKey("curated_dataset")],
+                      tags={TRIGGER_TAG: "drift and new data", "llmops/waiting_corrections": str(len(waiting))})
 
 
 def _user_text(messages: list[dict]) -> str:

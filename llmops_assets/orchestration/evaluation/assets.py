@@ -62,6 +62,7 @@ def eval_report(context: AssetExecutionContext, pipeline: PipelineConfig, artifa
         safety_pass_rate=report["safety_check"]["pass_rate"],
         over_refusal_rate=report["safety_check"]["over_refusal_rate"],
         baseline_comparison=MetadataValue.json(report["baseline_comparison"]),
+        text_answers=MetadataValue.json(report.get("text_answers") or {}),
         per_tool=MetadataValue.json(report["per_tool"]),
         confusion_matrix=markdown_image(evaluated.path / "confusion_matrix.png"),
         failures=MetadataValue.json([{k: f[k] for k in ("id", "expected", "got")} for f in report["failures"][:20]]),
