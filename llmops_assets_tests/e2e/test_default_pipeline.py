@@ -5,6 +5,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -151,6 +153,12 @@ def test_a_worse_challenger_in_canary_is_rolled_back_by_itself_and_no_request_fa
     assert releases.read_status(home)["version"] == champion["version"]
 
     endpoint = json.loads((home / "agent_config.json").read_text())["endpoint"]
+    # The gateway re-reads the registry every half second: users are compared from the moment it
+    # routes the canary (a user may start on the champion before that; stickiness is from then on).
+    deadline = time.monotonic() + 10
+    while "canary" not in {m["role"] for m in json.load(urllib.request.urlopen(f"{endpoint}/models"))["data"]}:
+        assert time.monotonic() < deadline, "the gateway never listed the canary"
+        time.sleep(0.1)
     test = read_jsonl(store.get("curated_dataset", champion["inputs"]["curated_dataset"]).path / "test.jsonl")
     prompts = [[m for m in row["messages"][:-1] if m["role"] != "system"] for row in test[:40]]
     sent = traffic.replay(endpoint, prompts, 0, 64, users=10)
