@@ -12,7 +12,7 @@ from pathlib import Path
 
 from llmops_assets.core import releases
 from llmops_assets.deployment import gateway, servers, targets
-from llmops_assets.orchestration.resources import REBUILD_TAG, ArtifactStoreResource
+from llmops_assets.orchestration.resources import REBUILD_TAG, ArtifactStoreResource, PipelineConfig, request_log
 from llmops_assets.settings import ConfigError, load_settings
 
 # The project instance: telemetry off; queued runs picked up every second, one at a time (two
@@ -344,12 +344,6 @@ def gateway_command(port: int) -> int:
     return 0
 
 
-def open_request_log(resource: ArtifactStoreResource):
-    from llmops_assets.core.request_log import RequestLog, default_url
-
-    return RequestLog(load_settings().stages.deployment.gateway.request_log or default_url(resource.home_path))
-
-
 def review_command(action: str, path: Path, limit: int) -> int:
     """Export the review queue as Argilla records, or import reviewed records as decisions; a
     record that cannot be imported is listed with why, and the others are still stored."""
@@ -357,7 +351,7 @@ def review_command(action: str, path: Path, limit: int) -> int:
     from llmops_assets.deployment import review
 
     resource = ArtifactStoreResource()
-    log = open_request_log(resource)
+    log = request_log(PipelineConfig(), resource)
     if action == "export":
         records = review.to_argilla(review.queue_entries(log, resource.registry.releases(), limit))
         path.write_text(json.dumps(records, indent=1))
@@ -393,7 +387,7 @@ def trace_command(request_id: str) -> int:
     """From a request id to what produced its answer: the release and, through the artifacts'
     manifests, the GGUF, adapter, training data and eval report."""
     resource = ArtifactStoreResource()
-    log = open_request_log(resource)
+    log = request_log(PipelineConfig(), resource)
     entry = log.get(request_id)
     if entry is None:
         print(f"no request {request_id} in the request log ({log.url})")

@@ -148,13 +148,15 @@ class RequestLog:
             return connection.execute(FEEDBACK.insert().values(**entry)).inserted_primary_key[0]
 
     def feedback(self, request_id: str | None = None, received: tuple[float, float] | None = None,
-                 after_id: int = 0) -> list[dict[str, Any]]:
-        """Every feedback item (on one request; `received` in [start, end); after an id), oldest
-        first, each with the request it is about."""
+                 after_id: int = 0, request_ids: list[str] | None = None) -> list[dict[str, Any]]:
+        """Every feedback item (on one request, or on these; `received` in [start, end); after an
+        id), oldest first, each with the request it is about."""
         query = select(FEEDBACK, REQUESTS.c.messages, REQUESTS.c.answer, REQUESTS.c.release_version,
                        REQUESTS.c.release_number).join(REQUESTS, FEEDBACK.c.request_id == REQUESTS.c.request_id)
         if request_id is not None:
             query = query.where(FEEDBACK.c.request_id == request_id)
+        if request_ids is not None:
+            query = query.where(FEEDBACK.c.request_id.in_(request_ids))
         if received is not None:
             query = query.where(FEEDBACK.c.received_at >= received[0], FEEDBACK.c.received_at < received[1])
         if after_id:
@@ -190,8 +192,11 @@ class RequestLog:
                  .order_by(REQUESTS.c.received_at.desc()).limit(limit))
         with self.engine.connect() as connection:
             rows = [dict(row) for row in connection.execute(query).mappings()]
+        feedback: dict[str, list] = {}
+        for item in self.feedback(request_ids=[row["request_id"] for row in rows]):
+            feedback.setdefault(item["request_id"], []).append(item)
         for row in rows:
-            row["feedback"] = self.feedback(row["request_id"])
+            row["feedback"] = feedback.get(row["request_id"], [])
             row["reasons"] = _review_reasons(row)
         return rows
 

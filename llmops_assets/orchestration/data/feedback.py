@@ -212,7 +212,8 @@ def drift_report(context: AssetExecutionContext, pipeline: PipelineConfig, artif
     settings = pipeline.settings.stages.data.drift
     curated = artifacts.upstream(context, "curated_dataset")
     reference = [_user_text(row["messages"][:-1]) for row in read_jsonl(curated.path / "train.jsonl")]
-    recent = request_log(pipeline, artifacts).recent_client_requests(settings.max_live_requests)
+    log = request_log(pipeline, artifacts)
+    recent = log.recent_client_requests(settings.max_live_requests)
     live = [{"text": _user_text(r["messages"]), "request_id": r["request_id"],
              "tool": call.name if (call := parse_tool_call(r["answer"] or "")) else "text"} for r in recent]
     context.log.info(f"comparing {len(live)} live prompts with {len(reference)} training prompts")
@@ -223,7 +224,7 @@ def drift_report(context: AssetExecutionContext, pipeline: PipelineConfig, artif
         write_json(out.dir / "drift_report.json", report)
         out.metrics = {k: report[k] for k in ("drifted", "live") if k in report}
     flagged = [c for c in report.get("clusters", []) if c["flagged"]]
-    queued = request_log(pipeline, artifacts).flag_for_review({
+    queued = log.flag_for_review({
         request_id: f"drifted cluster {c['cluster']} (live share {c['live_share']:.2f} vs training "
                     f"{c['training_share']:.2f})" for c in flagged for request_id in c["request_ids"]})
     context.log.info(f"{len(flagged)} clusters over-represented in live traffic; {queued} prompts put on the review queue")
