@@ -4,7 +4,7 @@ Dagster's definitions autoloading, bound to the resources and executor of the en
 
 from __future__ import annotations
 
-from dagster import Definitions, load_from_defs_folder
+from dagster import AssetsDefinition, Definitions, load_from_defs_folder
 
 from llmops_assets.orchestration import environments
 from llmops_assets.orchestration.resources import ArtifactStoreResource, PipelineConfig
@@ -14,9 +14,10 @@ from llmops_assets.settings import PROJECT_ROOT
 def build_definitions(pipeline: PipelineConfig | None = None, artifacts: ArtifactStoreResource | None = None,
                       environment: str | None = None) -> Definitions:
     """The Definitions with the environment's resources (tests pass a test config and a temp store)."""
-    chosen = environments.current(environment, pipeline=pipeline, artifacts=artifacts)
-    return Definitions.merge(load_from_defs_folder(path_within_project=PROJECT_ROOT),
-                             Definitions(resources=chosen.resources, executor=chosen.executor))
+    found = load_from_defs_folder(path_within_project=PROJECT_ROOT)
+    gpu_steps = {a.op.name for a in found.assets or () if isinstance(a, AssetsDefinition) and a.op.pool == environments.GPU_POOL}
+    chosen = environments.current(environment, pipeline=pipeline, artifacts=artifacts, gpu_steps=gpu_steps)
+    return Definitions.merge(found, Definitions(resources=chosen.resources, executor=chosen.executor))
 
 
 defs = build_definitions()

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 import yaml
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
 from llmops_assets.core.config import SEED_DIR, StrictModel, resolve_paths
 from llmops_assets.data.config import DataSettings
@@ -28,6 +29,23 @@ class DomainSettings(StrictModel):
     system_prompt: str
 
 
+class ClusterSettings(StrictModel):
+    """The code location on Kubernetes (`LLMOPS_ENVIRONMENT=kubernetes`): the image each step pod
+    runs, where, with which configuration, and what a step asks for unless its stage asks for
+    more (training: `stages.training.kubernetes`). Ignored on one machine."""
+
+    namespace: str = "llmops"
+    image: str = Field("llmops-assets:0.1.0", description="The CPU image (deploy/Dockerfile).")
+    gpu_image: str = Field("llmops-assets-cuda:0.1.0",
+                           description="The image of steps that request GPUs (deploy/Dockerfile.cuda).")
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    env_config_maps: list[str] = Field(["llmops-env"], description="ConfigMaps every step pod reads its environment from "
+                                                                  "(LLMOPS_ARTIFACTS, LLMOPS_CONFIG, ...).")
+    env_secrets: list[str] = Field(["llmops-secrets"], description="Secrets likewise (object-store credentials, WANDB_API_KEY).")
+    cpu: str = "1"
+    memory: str = "4Gi"
+
+
 class Stages(StrictModel):
     data: DataSettings = DataSettings()
     training: TrainingSettings = TrainingSettings()
@@ -39,6 +57,7 @@ class PipelineSettings(StrictModel):
     project: str = "llmops-assets"
     domain: DomainSettings
     stages: Stages = Stages()
+    kubernetes: ClusterSettings = ClusterSettings()
 
     def gates_that_cannot_fail(self) -> dict[str, str]:
         """`asset:check` -> why, for each blocking gate whose threshold this configuration set so

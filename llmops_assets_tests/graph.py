@@ -6,8 +6,8 @@ from typing import Any
 
 
 def describe(defs) -> dict[str, Any]:
-    """Keys, groups, dependencies, checks with their blocking flag, automation conditions and op
-    tags of every asset, plus the jobs, sensors and schedules: any change to them shows."""
+    """Keys, groups, dependencies, checks with their blocking flag, automation conditions, op
+    tags and concurrency pool of every asset, plus the jobs, sensors and schedules: any change to them shows."""
     graph = defs.resolve_asset_graph()
     assets = {}
     for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
@@ -20,6 +20,7 @@ def describe(defs) -> dict[str, Any]:
                        for check in sorted(node.check_keys, key=lambda c: c.name)},
             "automation": None if condition is None else {"label": condition.get_label(), "condition": repr(condition)},
             "op_tags": dict(node.assets_def.op.tags) if node.assets_def.is_executable else {},
+            "pool": node.assets_def.op.pool if node.assets_def.is_executable else None,
         }
     return {
         "assets": assets,

@@ -1,7 +1,7 @@
 """The gateway's durable request log: every request, its answer and the release that gave it.
 
 SQLAlchemy Core over any database URL: SQLite in `$LLMOPS_HOME/gateway/requests.sqlite` by
-default, Postgres (`postgresql+psycopg://...`) where the Dagster instance uses it. A request id
+default, Postgres (`postgresql+psycopg2://...`) where the Dagster instance uses it. A request id
 leads to the release, and from it (`llmops trace`) to the GGUF, adapter, data and eval report.
 """
 

@@ -28,7 +28,7 @@ class GatewaySettings(StrictModel):
                                                       "(recorded in $LLMOPS_HOME/gateway/gateway.json).")
     add_system_prompt: bool = Field(
         True, description="Give a request without a system prompt the domain's, as an Ollama Modelfile SYSTEM does.")
-    request_log: str = Field("", description="SQLAlchemy URL of the request log (postgresql+psycopg://... to share "
+    request_log: str = Field("", description="SQLAlchemy URL of the request log (postgresql+psycopg2://... to share "
                                              "one); empty: SQLite in $LLMOPS_HOME/gateway/requests.sqlite.")
     requests_per_minute: int = Field(600, ge=1, description="Per API key (or per anonymous client): 429 beyond it.")
     cost_per_1k_tokens: float = Field(0.0, ge=0, description="Priced into the per-key cost counter of /metrics.")

@@ -52,6 +52,10 @@ class ArtifactStoreResource(ConfigurableResource):
 
     home: str = ""
     url: str = ""
+    # Each process its own read cache (<home>/cache/<pid>), as each pod has on Kubernetes: the
+    # multiprocess environment sets it, so a step that relies on another step's local files
+    # instead of the artifact store fails on one machine too.
+    private_cache: bool = False
 
     @property
     def home_path(self) -> Path:
@@ -60,7 +64,8 @@ class ArtifactStoreResource(ConfigurableResource):
     @property
     def store(self) -> ArtifactStore:
         url = self.url or os.environ.get("LLMOPS_ARTIFACTS") or str(self.home_path / "artifacts")
-        return ArtifactStore(url, cache_dir=self.home_path / "cache")
+        cache = self.home_path / "cache"
+        return ArtifactStore(url, cache_dir=cache / str(os.getpid()) if self.private_cache else cache)
 
     @property
     def registry(self) -> ReleaseRegistry:

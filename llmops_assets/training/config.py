@@ -36,12 +36,25 @@ class TrackingSettings(StrictModel):
     project: str = "llmops-assets"
 
 
+class Toleration(StrictModel):
+    key: str
+    operator: Literal["Exists", "Equal"] = "Exists"
+    value: str = ""
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] = "NoSchedule"
+
+
 class KubernetesSettings(StrictModel):
-    """Resources the training step asks for under dagster-k8s (op tags; ignored when run locally)."""
+    """The pod of each training step (cpt_model, sft_adapter, dpo_adapter) under dagster-k8s;
+    ignored by the local executors. GPU nodes are usually tainted and labelled: the tolerations
+    and node selector let the pod land there, and a memory-backed /dev/shm replaces the 64 MiB
+    default that data loaders and NCCL outgrow."""
 
     gpus: int = Field(1, ge=0)
     cpu: str = "4"
     memory: str = "16Gi"
+    shm_size: str = Field("8Gi", description="Size of the memory-backed /dev/shm (counts against `memory`).")
+    node_selector: dict[str, str] = {"nvidia.com/gpu.present": "true"}
+    tolerations: list[Toleration] = [Toleration(key="nvidia.com/gpu")]
 
 
 class ContinuedPretrainingGate(StrictModel):

@@ -35,5 +35,6 @@ def test_the_contract_asset_keys_exist_and_every_check_blocks_or_says_why():
 
 
 def test_an_unknown_environment_is_refused_naming_the_known_ones():
-    with pytest.raises(ValueError, match=r"LLMOPS_ENVIRONMENT='cluster' is not an environment; choose one of \['local'\]"):
+    known = r"\['kubernetes', 'local', 'multiprocess'\]"
+    with pytest.raises(ValueError, match=rf"LLMOPS_ENVIRONMENT='cluster' is not an environment; choose one of {known}"):
         build_definitions(environment="cluster")

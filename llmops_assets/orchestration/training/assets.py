@@ -12,6 +12,7 @@ from llmops_assets.core.storage import ArtifactWriter, link_tree, read_json, rea
 from llmops_assets.core.tools import ToolSchema
 from llmops_assets.data.ingest import ingest
 from llmops_assets.orchestration.conditions import AFTER_UPSTREAM_GATES
+from llmops_assets.orchestration.environments import GPU_POOL
 from llmops_assets.orchestration.resources import (
     SOURCE_FILES,
     ArtifactStoreResource,
@@ -19,25 +20,11 @@ from llmops_assets.orchestration.resources import (
     artifact_result,
     markdown_image,
 )
-from llmops_assets.settings import config_path, load_settings
 from llmops_assets.training.base_models import build_base_model, build_inputs
-from llmops_assets.training.config import KubernetesSettings
 from llmops_assets.training.cpt import perplexity_ratio, read_corpus, train_cpt
 from llmops_assets.training.dpo import read_preferences, split_pairs, train_dpo
 from llmops_assets.training.runner import TrainingOutcome
 from llmops_assets.training.sft import train_sft
-
-
-def kubernetes_op_tags() -> dict:
-    """What the training step requests under dagster-k8s (`stages.training.kubernetes` in the
-    config file the code location loads); ignored by the local executors."""
-    path = config_path()
-    wanted = load_settings(path).stages.training.kubernetes if path.exists() else KubernetesSettings()
-    limits = {"cpu": wanted.cpu, "memory": wanted.memory} | ({"nvidia.com/gpu": str(wanted.gpus)} if wanted.gpus else {})
-    return {"dagster-k8s/config": {"container_config": {"resources": {"requests": limits, "limits": limits}}}}
-
-
-TRAINING_OP_TAGS = kubernetes_op_tags()
 
 
 @asset(group_name="training", description="The base model as a Hugging Face folder (embedded profile, local folder or hub id).")
@@ -57,7 +44,7 @@ def base_model(context: AssetExecutionContext, pipeline: PipelineConfig, artifac
 
 
 @asset(automation_condition=AFTER_UPSTREAM_GATES, group_name="training", deps=["base_model"],
-       op_tags=TRAINING_OP_TAGS,
+       pool=GPU_POOL,
        description="The model fine-tuning starts from: the base model after continued pretraining on domain "
                    "text (stages.training.continued_pretraining), or the base model itself when that is off.")
 def cpt_model(context: AssetExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
@@ -85,7 +72,7 @@ def cpt_model(context: AssetExecutionContext, pipeline: PipelineConfig, artifact
 
 
 @asset(automation_condition=AFTER_UPSTREAM_GATES, group_name="training", deps=["cpt_model", "curated_dataset"],
-       op_tags=TRAINING_OP_TAGS,
+       pool=GPU_POOL,
        description="LoRA adapter from supervised fine-tuning on the train split (loss on the answer only).")
 def sft_adapter(context: AssetExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
     settings = pipeline.settings
@@ -108,7 +95,7 @@ def sft_adapter(context: AssetExecutionContext, pipeline: PipelineConfig, artifa
 
 
 @asset(automation_condition=AFTER_UPSTREAM_GATES, group_name="training",
-       deps=["cpt_model", "sft_adapter", "preference_pairs"], op_tags=TRAINING_OP_TAGS,
+       deps=["cpt_model", "sft_adapter", "preference_pairs"], pool=GPU_POOL,
        description="The adapter evaluation and deployment take: the SFT adapter after DPO on preference pairs "
                    "(the files of stages.training.dpo, and users' feedback once there are enough pairs), or the "
                    "SFT adapter itself when there are none.")
