@@ -167,8 +167,8 @@ def concise_console():
 def report_run(instance, title: str, result, started: float) -> int:
     """Print the run's outcome, step times, every gate and what is served; the exit code."""
     print(f"\n{title} {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'} in {time.monotonic() - started:.1f}s")
-    for failure in result.get_step_failure_events():
-        print(f"FAILED {failure.step_key}: {root_cause(failure.step_failure_data.error)}")
+    for step, reason in failure_reasons(result).items():
+        print(f"FAILED {step}: {reason}")
     if not result.success:
         print(f"(the full trace is in run {result.run_id}'s event log: `make dev`, then Runs in the Dagster UI)")
     print(format_step_times(instance, result.run_id))
@@ -179,10 +179,23 @@ def report_run(instance, title: str, result, started: float) -> int:
     return 0 if result.success and not failed else 1
 
 
+def failure_reasons(result) -> dict[str, str]:
+    """Step -> why it failed. A step that used up its retries reports what its last attempt
+    raised, not Dagster's "Exceeded max_retries"."""
+    last_attempt = {event.step_key: event.event_specific_data.error for event in result.all_events
+                    if event.is_step_up_for_retry and event.event_specific_data.error is not None}
+    return {failure.step_key: root_cause(last_attempt.get(failure.step_key, failure.step_failure_data.error)
+                                         if failure.step_failure_data.error.message.startswith("Exceeded max_retries")
+                                         else failure.step_failure_data.error)
+            for failure in result.get_step_failure_events()}
+
+
 def root_cause(error) -> str:
-    """The first error below Dagster's own wrappers, first line: what the step raised, which
-    names what the user must fix (not the low-level error it was raised from)."""
-    while error.cause is not None and (error.cls_name or "").startswith("Dagster"):
+    """The first error below Dagster's own wrappers (the `Failure` a refusal is raised as, the
+    retry request a retried failure is wrapped in), first line: what the step raised, which names
+    what the user must fix (not the low-level error it was raised from)."""
+    while error.cause is not None and ((error.cls_name or "").startswith("Dagster")
+                                       or error.cls_name in ("Failure", "RetryRequestedFromPolicy")):
         error = error.cause
     return error.message.strip().splitlines()[0]
 

@@ -74,6 +74,16 @@ def s3_double_server():
         yield environment
 
 
+@pytest.fixture(scope="module")
+def s3_environment(s3_double_server):
+    """The S3 double's endpoint and credentials in the environment for a whole module (for
+    module-scoped fixtures); the environment the double's clients need."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in s3_double_server.items():
+            patch.setenv(name, value)
+        yield s3_double_server
+
+
 @pytest.fixture
 def s3_bucket(s3_double_server, monkeypatch) -> str:
     """A fresh bucket on the S3 double, its credentials and endpoint in the environment; its URL."""

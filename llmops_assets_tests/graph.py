@@ -7,7 +7,7 @@ from typing import Any
 
 def describe(defs) -> dict[str, Any]:
     """Keys, groups, dependencies, checks with their blocking flag, automation conditions, op
-    tags and concurrency pool of every asset, plus the jobs, sensors and schedules: any change to them shows."""
+    tags, concurrency pool and retries of every asset, plus the jobs, sensors and schedules: any change to them shows."""
     graph = defs.resolve_asset_graph()
     assets = {}
     for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
@@ -21,6 +21,8 @@ def describe(defs) -> dict[str, Any]:
             "automation": None if condition is None else {"label": condition.get_label(), "condition": repr(condition)},
             "op_tags": dict(node.assets_def.op.tags) if node.assets_def.is_executable else {},
             "pool": node.assets_def.op.pool if node.assets_def.is_executable else None,
+            "retries": (node.assets_def.op.retry_policy.max_retries
+                        if node.assets_def.is_executable and node.assets_def.op.retry_policy else 0),
         }
     return {
         "assets": assets,

@@ -7,6 +7,7 @@ materialization that their own run depends on, never through a pickled value or 
 from __future__ import annotations
 
 import base64
+import functools
 import os
 from collections.abc import Callable
 from functools import cached_property
@@ -17,18 +18,58 @@ from dagster import (
     AssetCheckSeverity,
     AssetKey,
     AssetRecordsFilter,
+    Backoff,
     ConfigurableResource,
     DagsterEventType,
     DataVersion,
+    Failure,
+    Jitter,
     MaterializeResult,
     MetadataValue,
+    RetryPolicy,
+    asset,
 )
 
 from llmops_assets.core.releases import ReleaseRegistry
 from llmops_assets.core.request_log import RequestLog, default_url
 from llmops_assets.core.storage import Artifact, ArtifactStore, ArtifactWriter
 from llmops_assets.core.verdicts import Verdict
+from llmops_assets.deployment.release import DeploymentRejected
 from llmops_assets.settings import PipelineSettings, load_settings
+
+
+class Refused(RuntimeError):
+    """A step that says no (a candidate that did not pass its gates, a release that cannot be
+    served again): deterministic, so never retried."""
+
+
+# What a retry could only repeat: bad input or configuration (ValueError), and refusals.
+REFUSALS = (ValueError, Refused, DeploymentRejected)
+
+# Steps that call services which fail now and then (an LLM endpoint, Ollama, the object store) or
+# hold a pod long enough to lose it (training on preemptible GPU nodes; a pod that dies fails its
+# step's health check): two more tries, about 10 s and 20 s later. Re-running them is idempotent:
+# artifacts are content-addressed and published atomically, training resumes from its last
+# checkpoint, and a release is switched to only after its probes pass.
+STEP_RETRY = RetryPolicy(max_retries=2, delay=10, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
+
+
+def retried_asset(policy: RetryPolicy = STEP_RETRY, **asset_kwargs):
+    """`@asset` retried under `policy`, except that a refusal fails the step at once (`Failure`
+    with `allow_retries=False`, the refusal as its cause and message)."""
+
+    def decorate(compute):
+        @functools.wraps(compute)
+        def step(*args, **kwargs):
+            try:
+                return compute(*args, **kwargs)
+            except REFUSALS as exc:
+                raise Failure(description=f"{type(exc).__name__}: {exc}", allow_retries=False) from exc
+
+        return asset(retry_policy=policy, **asset_kwargs)(step)
+
+    return decorate
+
 
 # A run tagged with this rebuilds every artifact even when its inputs and config are unchanged
 # (after changing stage code, say); without it such a rerun reuses what it built before.
@@ -84,11 +125,11 @@ class ArtifactStoreResource(ConfigurableResource):
             created = instance.get_run_record_by_id(context.run.run_id).create_timestamp.timestamp()
             before = instance.fetch_materializations(AssetRecordsFilter(asset_key=key, before_timestamp=created), limit=1)
             if not before.records:
-                raise RuntimeError(f"{asset} has never been materialized; materialize it first")
+                raise Refused(f"{asset} has never been materialized; materialize it first")
             record = before.records[0]
         version = record.asset_materialization.metadata.get("version")
         if version is None:
-            raise RuntimeError(f"{asset}'s materialization in run {record.run_id} records no artifact version")
+            raise Refused(f"{asset}'s materialization in run {record.run_id} records no artifact version")
         return self.store.get(asset, version.value)
 
     def upstream_partitions(self, context, asset: str) -> dict[str, Artifact]:

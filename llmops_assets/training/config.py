@@ -124,6 +124,9 @@ class TrainingSettings(StrictModel):
     early_stopping_min_delta: float = Field(0.0, ge=0, json_schema_extra=SFT_ONLY)
     bf16_on_cpu: bool = True
     seed: int = 42
+    nproc_per_node: int = Field(
+        1, ge=1, description="Training processes on the step's machine (pod), one per GPU, under torchrun (DDP). The "
+                             "effective batch is batch_size x gradient_accumulation_steps x nproc_per_node.")
     # Where runs are logged and what a pod requests change no weights.
     tracking: TrackingSettings = Field(TrackingSettings(), json_schema_extra={REUSE_KEY: []})
     kubernetes: KubernetesSettings = Field(KubernetesSettings(), json_schema_extra={REUSE_KEY: []})
@@ -136,6 +139,13 @@ class TrainingSettings(StrictModel):
         """The settings that shape one training stage's artifact, its reuse key: every field but
         those marked as shaping other stages only (tracking and Kubernetes requests shape none)."""
         return reuse_key(self, stage)
+
+    @model_validator(mode="after")
+    def _one_process_per_gpu(self) -> TrainingSettings:
+        if self.kubernetes.gpus and self.nproc_per_node > self.kubernetes.gpus:
+            raise ValueError(f"nproc_per_node ({self.nproc_per_node}) is one process per GPU: the training pod requests "
+                             f"only {self.kubernetes.gpus} (kubernetes.gpus)")
+        return self
 
     @model_validator(mode="after")
     def _checkpoints_at_evaluations(self) -> TrainingSettings:

@@ -106,7 +106,8 @@ def run_training(build_trainer: Callable[[list[str], list], Any], save: Callable
         if not any(h.get("step") == trainer.state.global_step and "eval_loss" in h for h in trainer.state.log_history):
             trainer.evaluate()
         seconds = time.monotonic() - started
-        save(trainer)
+        if trainer.is_world_process_zero():  # under torchrun every rank gets here; one writes
+            save(trainer)
         tracked = _tracking_run(report_to)
     state = trainer.state
     history = state.log_history
@@ -115,7 +116,8 @@ def run_training(build_trainer: Callable[[list[str], list], Any], save: Callable
     final_evaluation = next(({k.removeprefix("eval_"): v for k, v in h.items() if k.startswith("eval_")}
                              for h in reversed(history) if "eval_loss" in h), {})
     early_stopping = settings.early_stopping_patience > 0
-    shutil.rmtree(work_dir, ignore_errors=True)
+    if trainer.is_world_process_zero():
+        shutil.rmtree(work_dir, ignore_errors=True)
     return TrainingOutcome(
         backend=backend,
         steps=state.global_step,
@@ -124,15 +126,19 @@ def run_training(build_trainer: Callable[[list[str], list], Any], save: Callable
         eval_points=eval_points,
         seconds=seconds,
         stopped_by_time_budget=budget.exceeded,
-        # Our SFT trainer counts the tokens it trained on; TRL's trainers log a running `num_tokens`.
-        train_tokens=int(getattr(trainer, "tokens_seen", 0)) or int(max((h.get("num_tokens", 0) for h in history), default=0)),
+        # Our SFT trainer counts the tokens it trained on (this rank's: under DDP each rank trains on
+        # an equal share of every step's batches); TRL's trainers log a running `num_tokens`.
+        train_tokens=int(getattr(trainer, "tokens_seen", 0)) * trainer.args.world_size
+        or int(max((h.get("num_tokens", 0) for h in history), default=0)),
         final_evaluation=final_evaluation,
         extra={"resumed_from": resume.name if resume else None,
                "stopped_early": early_stopping and not budget.exceeded and state.global_step < state.max_steps,
                "best_checkpoint_step": _step_of(state.best_model_checkpoint),
                # Early stopping loads the best checkpoint at the end: that one is the adapter kept.
                "kept_checkpoint_step": _step_of(state.best_model_checkpoint) if early_stopping else None,
-               "tracking": tracked},
+               "tracking": tracked,
+               "world_size": trainer.args.world_size,
+               "epochs": state.epoch},
     )
 
 

@@ -1,7 +1,7 @@
 """The tiny pipeline laid out as on a cluster, on one machine: the Dagster instance in a real
-PostgreSQL on 127.0.0.1, the artifacts in S3 (moto's server mode, a test double of S3 on
-127.0.0.1), and the multiprocess executor (`LLMOPS_ENVIRONMENT=multiprocess`) running each step in
-its own process with its own read cache. Steps share only Postgres and the object store: a step
+PostgreSQL on 127.0.0.1, the artifacts in S3 (moto's server mode on 127.0.0.1, the session's test
+double of S3), and the multiprocess executor (`LLMOPS_ENVIRONMENT=multiprocess`) running each
+step in its own process with its own read cache. Steps share only Postgres and the object store: a step
 that read another step's local files would fail here as it would in a pod."""
 
 import os
@@ -20,7 +20,7 @@ from llmops_assets.definitions import defs
 from llmops_assets_tests.conftest import derived_config, gate_count, stop_servers
 from llmops_assets_tests.graph import describe
 from llmops_assets_tests.postgres_server import postgres_server
-from llmops_assets_tests.s3_double import new_bucket, s3_double
+from llmops_assets_tests.s3_double import new_bucket
 
 # release_roles materializes only when a promotion changes roles; feedback_log's days come from its sensor.
 EVERY_RUN = set(describe(defs)["assets"]) - {"release_roles", "feedback_log"}
@@ -32,9 +32,10 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def cluster_run(tmp_path_factory):
+def cluster_run(tmp_path_factory, s3_environment):
     tmp = tmp_path_factory.mktemp("beyond_one_machine")
-    with postgres_server(("dagster", "llmops")) as postgres, s3_double() as s3:
+    s3 = s3_environment
+    with postgres_server(("dagster", "llmops")) as postgres:
         postgres = postgres.replace("postgresql://", DRIVER)
         bucket = new_bucket(s3)
         home, dagster_home = tmp / "home", tmp / "dagster_home"
@@ -50,14 +51,11 @@ def cluster_run(tmp_path_factory):
                               timeout=1500)
         wall = time.monotonic() - started
         print(f"tiny pipeline, multiprocess executor on Postgres + S3 double: {wall:.0f} s")
-        os.environ.update(s3)  # for the s3fs client in the tests
         try:
             yield {"done": done, "home": home, "bucket": bucket, "postgres": postgres,
                    "instance": DagsterInstance.from_config(str(dagster_home))}
         finally:
             stop_servers(home, ArtifactStore(f"{bucket}/artifacts", cache_dir=tmp / "reader"))
-            for key in s3:
-                os.environ.pop(key, None)
 
 
 def test_the_run_succeeds_with_its_runs_events_and_gates_in_postgres(cluster_run):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from dagster import AssetKey, AssetMaterialization, DagsterInstance, SkipReason, build_sensor_context, materialize
 
-from llmops_assets.cli import root_cause
+from llmops_assets.cli import failure_reasons
 from llmops_assets.core import releases
 from llmops_assets.core.inference import chat_completion
 from llmops_assets.core.rows import file_fingerprints
@@ -361,7 +361,7 @@ def test_format_valid_fails_on_a_source_with_a_broken_row(tmp_path):
 
 
 def failures(result) -> dict[str, str]:
-    return {f.step_key: root_cause(f.step_failure_data.error) for f in result.get_step_failure_events()}
+    return failure_reasons(result)
 
 
 def test_no_job_or_selection_ships_a_candidate_that_failed_or_skipped_evaluation(pipeline, tmp_path):

@@ -17,6 +17,7 @@ from llmops_assets.settings import DEFAULT_CONFIG, load_settings
 from llmops_assets.training.base_models import build_base_model
 from llmops_assets.training.config import TrainingSettings
 from llmops_assets.training.cpt import perplexity_ratio, read_corpus, train_cpt
+from llmops_assets.training.distributed import run_stage
 from llmops_assets.training.dpo import read_preferences, train_dpo
 from llmops_assets.training.runner import validation_rise
 from llmops_assets.training.sft import train_sft
@@ -177,3 +178,35 @@ def test_unsloth_trains_the_same_adapter_as_trl_on_a_gpu(tiny_base, tmp_path):
     lora = [read_json(tmp_path / backend / "adapter" / "adapter_config.json") for backend in ("unsloth", "trl")]
     # Unsloth names each module by its path, PEFT by its suffix; PEFT matches either way.
     assert len({(c["r"], c["lora_alpha"], frozenset(m.rsplit(".", 1)[-1] for m in c["target_modules"])) for c in lora}) == 1
+
+
+def test_two_processes_under_torchrun_train_one_adapter_with_ddp(tiny_base, tmp_path):
+    """nproc_per_node 2: torchrun starts two ranks (gloo on this CPU; NCCL across GPUs), the
+    Trainer's DDP splits each step's batches between them, rank 0 alone reports and saves."""
+    settings = TrainingSettings.model_validate(QUICK | {"nproc_per_node": 2, "max_steps": 6, "eval_steps": 3,
+                                                        "kubernetes": {"gpus": 0}})  # a CPU pod: gloo
+    said = []
+    outcome = run_stage(train_sft, settings.nproc_per_node, said.append, base_dir=tiny_base, train_rows=TRAIN,
+                        validation_rows=VALIDATION, settings=settings, system_prompt=SYSTEM,
+                        adapter_dir=tmp_path / "adapter", work_dir=tmp_path / "work", tracking_dir=tmp_path / "wandb")
+    assert outcome.extra["world_size"] == 2 and outcome.steps == 6
+    assert (tmp_path / "adapter" / "adapter_model.safetensors").exists() and not (tmp_path / "work").exists()
+    assert said[0].startswith("training on 2 processes")
+    single = train(tiny_base, tmp_path / "single", max_steps=6, eval_steps=3)
+    assert single.extra["world_size"] == 1
+    # Each step took twice the examples: one batch on each rank.
+    assert outcome.extra["epochs"] == pytest.approx(2 * single.extra["epochs"])
+    assert outcome.train_tokens > 1.5 * single.train_tokens
+
+
+def test_a_rank_that_fails_fails_the_stage_with_its_error(tiny_base, tmp_path):
+    settings = TrainingSettings.model_validate(QUICK | {"nproc_per_node": 2, "kubernetes": {"gpus": 0}})
+    with pytest.raises(RuntimeError, match=r"torchrun \(2 processes\) exited with 1: rank0: \w+Error: .*missing"):
+        run_stage(train_sft, 2, lambda _: None, base_dir=tmp_path / "missing", train_rows=TRAIN,
+                  validation_rows=VALIDATION, settings=settings, system_prompt=SYSTEM, adapter_dir=tmp_path / "adapter",
+                  work_dir=tmp_path / "work", tracking_dir=tmp_path / "wandb")
+
+
+def test_more_processes_than_the_pod_has_gpus_is_refused():
+    with pytest.raises(ValueError, match=r"nproc_per_node \(4\) is one process per GPU: the training pod requests only 2"):
+        TrainingSettings.model_validate(QUICK | {"nproc_per_node": 4, "kubernetes": {"gpus": 2}})

@@ -20,13 +20,14 @@ from llmops_assets.orchestration.resources import (
     PipelineConfig,
     artifact_result,
     markdown_image,
+    retried_asset,
 )
 
 
-@asset(group_name="data", deps=["feedback_log"],
-       description="Every row of the configured sources, parsed, with its origin; unreadable rows quarantined; "
-                   "users' corrected tool calls added (stages.data.feedback.corrections_as_examples); synthetic "
-                   "examples added (tagged) when stages.data.synthetic is enabled.")
+@retried_asset(group_name="data", deps=["feedback_log"],
+               description="Every row of the configured sources, parsed, with its origin; unreadable rows quarantined; "
+                           "users' corrected tool calls added (stages.data.feedback.corrections_as_examples); synthetic "
+                           "examples added (tagged) when stages.data.synthetic is enabled.")
 def raw_examples(context: AssetExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
     data = pipeline.settings.stages.data
     corrections, feedback_days, last_feedback = (correction_rows(context, pipeline, artifacts)

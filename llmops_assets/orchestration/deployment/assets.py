@@ -10,7 +10,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from dagster import AssetExecutionContext, Config, MetadataValue, asset
+from dagster import AssetExecutionContext, Config, MetadataValue
 from pydantic import Field
 
 from llmops_assets.core.chat import model_messages
@@ -23,12 +23,19 @@ from llmops_assets.deployment import export, gateway, packaging, release, target
 from llmops_assets.deployment.fidelity import fidelity_verdict, replay
 from llmops_assets.evaluation.gates import evaluation_verdicts
 from llmops_assets.orchestration.conditions import AFTER_UPSTREAM_GATES
-from llmops_assets.orchestration.resources import ArtifactStoreResource, PipelineConfig, artifact_result
+from llmops_assets.orchestration.resources import (
+    ArtifactStoreResource,
+    PipelineConfig,
+    Refused,
+    artifact_result,
+    retried_asset,
+)
 from llmops_assets.settings import config_path
 
 
-@asset(automation_condition=AFTER_UPSTREAM_GATES, group_name="deployment", deps=["eval_report", "cpt_model", "dpo_adapter"],
-       description="The evaluated LoRA adapter merged into the model it was trained on, as a Hugging Face folder.")
+@retried_asset(automation_condition=AFTER_UPSTREAM_GATES, group_name="deployment",
+               deps=["eval_report", "cpt_model", "dpo_adapter"],
+               description="The evaluated LoRA adapter merged into the model it was trained on, as a Hugging Face folder.")
 def merged_model(context: AssetExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
     base = artifacts.upstream(context, "cpt_model")
     adapter = artifacts.upstream(context, "dpo_adapter")
@@ -48,9 +55,9 @@ def merged_model(context: AssetExecutionContext, pipeline: PipelineConfig, artif
     return artifact_result(artifacts.build_or_reuse(context, "merged_model", inputs, {}, build))
 
 
-@asset(automation_condition=AFTER_UPSTREAM_GATES, group_name="deployment", deps=["merged_model", "eval_report"],
-       description="The merged model as a quantized GGUF with its Modelfile, replayed on the evaluation "
-                   "prompts through llama.cpp to measure fidelity.")
+@retried_asset(automation_condition=AFTER_UPSTREAM_GATES, group_name="deployment", deps=["merged_model", "eval_report"],
+               description="The merged model as a quantized GGUF with its Modelfile, replayed on the evaluation "
+                           "prompts through llama.cpp to measure fidelity.")
 def gguf_model(context: AssetExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
     from transformers import AutoTokenizer
 
@@ -95,10 +102,10 @@ class DeployConfig(Config):
                         "release again from the artifact store, without retraining.")
 
 
-@asset(automation_condition=AFTER_UPSTREAM_GATES, group_name="deployment",
-       deps=["gguf_model", "eval_report", "curated_dataset", "base_model"],
-       description="The release being served: a llama.cpp server on 127.0.0.1, switched to only after its "
-                   "health, latency and memory probes pass. deployment_status.json describes it.")
+@retried_asset(automation_condition=AFTER_UPSTREAM_GATES, group_name="deployment",
+               deps=["gguf_model", "eval_report", "curated_dataset", "base_model"],
+               description="The release being served: a llama.cpp server on 127.0.0.1, switched to only after its "
+                           "health, latency and memory probes pass. deployment_status.json describes it.")
 def deployed_model(context: AssetExecutionContext, config: DeployConfig, pipeline: PipelineConfig,
                    artifacts: ArtifactStoreResource):
     settings = pipeline.settings
@@ -159,7 +166,7 @@ def write_agent_config(home: Path, settings, endpoint: str, champion) -> dict:
     return agent
 
 
-class GateNotPassed(RuntimeError):
+class GateNotPassed(Refused):
     """A deployment asset was asked to ship a candidate that did not pass its gates."""
 
 
@@ -209,9 +216,9 @@ def _rollback_release(registry: ReleaseRegistry, store, version: str) -> tuple[P
     try:
         gguf_path = store.get("gguf_model", target.version).path / "model.gguf"
     except FileNotFoundError as exc:
-        raise RuntimeError(f"release {target.version}: its GGUF is gone from {store.url}; cannot roll back to it") from exc
+        raise Refused(f"release {target.version}: its GGUF is gone from {store.url}; cannot roll back to it") from exc
     if not gguf_path.exists() or file_sha256(gguf_path) != target.model_sha256:
-        raise RuntimeError(f"{gguf_path}: missing or changed since release {target.version}; cannot roll back to it")
+        raise Refused(f"{gguf_path}: missing or changed since release {target.version}; cannot roll back to it")
     candidate = target.model_dump(include={"version", "model_sha256", "quantization", "task_accuracy", "inputs"})
     candidate["rolled_back_from"] = current.version if current else None
     return gguf_path, candidate, target.probe_request

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from dagster import AssetExecutionContext, MetadataValue, asset
+from dagster import AssetExecutionContext, MetadataValue
 
 from llmops_assets.core.contracts import EvalReport
 from llmops_assets.core.plots import confusion_png
@@ -13,13 +13,20 @@ from llmops_assets.evaluation.gates import decision, evaluation_verdicts
 from llmops_assets.evaluation.run import evaluate
 from llmops_assets.evaluation.safety import load_suite
 from llmops_assets.orchestration.conditions import AFTER_UPSTREAM_GATES
-from llmops_assets.orchestration.resources import ArtifactStoreResource, PipelineConfig, artifact_result, markdown_image
+from llmops_assets.orchestration.resources import (
+    ArtifactStoreResource,
+    PipelineConfig,
+    Refused,
+    artifact_result,
+    markdown_image,
+    retried_asset,
+)
 
 
-@asset(automation_condition=AFTER_UPSTREAM_GATES, group_name="evaluation",
-       deps=["base_model", "cpt_model", "dpo_adapter", "curated_dataset"],
-       description="Tool-call accuracy on the test split, safety suite, regression against the champion (the "
-                   "same runtime and precision; exact McNemar test) and an LLM judge with its measured agreement.")
+@retried_asset(automation_condition=AFTER_UPSTREAM_GATES, group_name="evaluation",
+               deps=["base_model", "cpt_model", "dpo_adapter", "curated_dataset"],
+               description="Tool-call accuracy on the test split, safety suite, regression against the champion (the "
+                           "same runtime and precision; exact McNemar test) and an LLM judge with its measured agreement.")
 def eval_report(context: AssetExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
     settings = pipeline.settings
     evaluation = settings.stages.evaluation
@@ -80,7 +87,7 @@ def _champion_model(artifacts: ArtifactStoreResource, champion: Release | None) 
         gguf = artifacts.store.get("gguf_model", champion.version)
         merged = artifacts.store.get("merged_model", gguf.manifest["inputs"]["merged_model"])
     except FileNotFoundError as exc:
-        raise RuntimeError(f"the champion {champion.version} (release {champion.release_number}) has no merged model "
+        raise Refused(f"the champion {champion.version} (release {champion.release_number}) has no merged model "
                            f"in {artifacts.store.url} any more ({exc}): regression against it cannot be measured; "
                            "restore the store or roll back to a release whose artifacts exist") from exc
     state = "served" if champion.status == "serving" else "stopped"

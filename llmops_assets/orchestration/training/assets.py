@@ -4,7 +4,7 @@ so lineage and reruns look the same whichever stages a team uses."""
 
 import json
 
-from dagster import AssetExecutionContext, MetadataValue, asset
+from dagster import AssetExecutionContext, MetadataValue
 
 from llmops_assets.core.plots import loss_curve_png
 from llmops_assets.core.rows import file_fingerprints
@@ -19,15 +19,18 @@ from llmops_assets.orchestration.resources import (
     PipelineConfig,
     artifact_result,
     markdown_image,
+    retried_asset,
 )
 from llmops_assets.training.base_models import build_base_model, build_inputs
 from llmops_assets.training.cpt import perplexity_ratio, read_corpus, train_cpt
+from llmops_assets.training.distributed import run_stage
 from llmops_assets.training.dpo import read_preferences, split_pairs, train_dpo
 from llmops_assets.training.runner import TrainingOutcome
 from llmops_assets.training.sft import train_sft
 
 
-@asset(group_name="training", description="The base model as a Hugging Face folder (embedded profile, local folder or hub id).")
+@retried_asset(group_name="training",
+               description="The base model as a Hugging Face folder (embedded profile, local folder or hub id).")
 def base_model(context: AssetExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
     settings = pipeline.settings
     spec = settings.stages.training.base_model
@@ -43,10 +46,10 @@ def base_model(context: AssetExecutionContext, pipeline: PipelineConfig, artifac
     return artifact_result(built, **{k: str(v) for k, v in built.metrics.items()})
 
 
-@asset(automation_condition=AFTER_UPSTREAM_GATES, group_name="training", deps=["base_model"],
-       pool=GPU_POOL,
-       description="The model fine-tuning starts from: the base model after continued pretraining on domain "
-                   "text (stages.training.continued_pretraining), or the base model itself when that is off.")
+@retried_asset(automation_condition=AFTER_UPSTREAM_GATES, group_name="training", deps=["base_model"],
+               pool=GPU_POOL,
+               description="The model fine-tuning starts from: the base model after continued pretraining on domain "
+                           "text (stages.training.continued_pretraining), or the base model itself when that is off.")
 def cpt_model(context: AssetExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
     training = pipeline.settings.stages.training
     cpt = training.continued_pretraining
@@ -61,9 +64,10 @@ def cpt_model(context: AssetExecutionContext, pipeline: PipelineConfig, artifact
 
     def build(out):
         context.log.info(f"continued pretraining on {len(documents)} documents from {[str(c) for c in cpt.corpus]}")
-        outcome = train_cpt(base.path / "model", [text for _, text in documents], training, out.dir / "model",
-                            artifacts.store.work_dir("cpt_model", inputs, config), artifacts.home_path / "wandb",
-                            context.log.info)
+        outcome = run_stage(train_cpt, training.nproc_per_node, context.log.info, base_dir=base.path / "model",
+                            texts=[text for _, text in documents], settings=training, model_dir=out.dir / "model",
+                            work_dir=artifacts.store.work_dir("cpt_model", inputs, config),
+                            tracking_dir=artifacts.home_path / "wandb")
         _write_training_record(out, outcome, perplexity_ratio=perplexity_ratio(outcome.validation_losses),
                                documents=len(documents))
 
@@ -71,9 +75,9 @@ def cpt_model(context: AssetExecutionContext, pipeline: PipelineConfig, artifact
                             **{SOURCE_FILES: MetadataValue.json(file_fingerprints(cpt.corpus))})
 
 
-@asset(automation_condition=AFTER_UPSTREAM_GATES, group_name="training", deps=["cpt_model", "curated_dataset"],
-       pool=GPU_POOL,
-       description="LoRA adapter from supervised fine-tuning on the train split (loss on the answer only).")
+@retried_asset(automation_condition=AFTER_UPSTREAM_GATES, group_name="training", deps=["cpt_model", "curated_dataset"],
+               pool=GPU_POOL,
+               description="LoRA adapter from supervised fine-tuning on the train split (loss on the answer only).")
 def sft_adapter(context: AssetExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
     settings = pipeline.settings
     model = artifacts.upstream(context, "cpt_model")
@@ -83,10 +87,11 @@ def sft_adapter(context: AssetExecutionContext, pipeline: PipelineConfig, artifa
     config = training.stage_config("sft")
 
     def build(out):
-        outcome = train_sft(
-            model.path / "model", read_jsonl(data.path / "train.jsonl"), read_jsonl(data.path / "validation.jsonl"),
-            training, settings.domain.system_prompt, out.dir / "adapter_weights",
-            artifacts.store.work_dir("sft_adapter", inputs, config), artifacts.home_path / "wandb", context.log.info,
+        outcome = run_stage(
+            train_sft, training.nproc_per_node, context.log.info, base_dir=model.path / "model",
+            train_rows=read_jsonl(data.path / "train.jsonl"), validation_rows=read_jsonl(data.path / "validation.jsonl"),
+            settings=training, system_prompt=settings.domain.system_prompt, adapter_dir=out.dir / "adapter_weights",
+            work_dir=artifacts.store.work_dir("sft_adapter", inputs, config), tracking_dir=artifacts.home_path / "wandb",
         )
         _record_base_by_version(out.dir / "adapter_weights" / "adapter_config.json", model.version)
         _write_training_record(out, outcome)
@@ -94,11 +99,11 @@ def sft_adapter(context: AssetExecutionContext, pipeline: PipelineConfig, artifa
     return _training_result(artifacts.build_or_reuse(context, "sft_adapter", inputs, config, build))
 
 
-@asset(automation_condition=AFTER_UPSTREAM_GATES, group_name="training",
-       deps=["cpt_model", "sft_adapter", "preference_pairs"], pool=GPU_POOL,
-       description="The adapter evaluation and deployment take: the SFT adapter after DPO on preference pairs "
-                   "(the files of stages.training.dpo, and users' feedback once there are enough pairs), or the "
-                   "SFT adapter itself when there are none.")
+@retried_asset(automation_condition=AFTER_UPSTREAM_GATES, group_name="training",
+               deps=["cpt_model", "sft_adapter", "preference_pairs"], pool=GPU_POOL,
+               description="The adapter evaluation and deployment take: the SFT adapter after DPO on preference pairs "
+                           "(the files of stages.training.dpo, and users' feedback once there are enough pairs), or the "
+                           "SFT adapter itself when there are none.")
 def dpo_adapter(context: AssetExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
     settings = pipeline.settings
     training = settings.stages.training
@@ -125,10 +130,11 @@ def dpo_adapter(context: AssetExecutionContext, pipeline: PipelineConfig, artifa
             context.log.warning(f"{len(quarantined)} preference rows quarantined, first: {quarantined[0]['origin']}: "
                                 f"{quarantined[0]['reason']}")
         write_jsonl(out.dir / "quarantine.jsonl", quarantined)
-        outcome = train_dpo(model.path / "model", sft.path / "adapter_weights", pairs, training,
-                            settings.domain.system_prompt, out.dir / "adapter_weights",
-                            artifacts.store.work_dir("dpo_adapter", inputs, config), artifacts.home_path / "wandb",
-                            context.log.info)
+        outcome = run_stage(train_dpo, training.nproc_per_node, context.log.info, base_dir=model.path / "model",
+                            sft_adapter_dir=sft.path / "adapter_weights", pairs=pairs, settings=training,
+                            system_prompt=settings.domain.system_prompt, adapter_dir=out.dir / "adapter_weights",
+                            work_dir=artifacts.store.work_dir("dpo_adapter", inputs, config),
+                            tracking_dir=artifacts.home_path / "wandb")
         _record_base_by_version(out.dir / "adapter_weights" / "adapter_config.json", model.version)
         _write_training_record(out, outcome, preference_pairs=len(pairs), quarantined=len(quarantined),
                                held_out_pairs=len(split_pairs(pairs, training.dpo, training.seed)[1]),
