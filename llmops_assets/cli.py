@@ -48,7 +48,19 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("action", choices=["status", "stop"])
     gateway_parser = commands.add_parser("gateway", help="run the gateway in the foreground (deployments start it "
                                                          "detached by themselves)")
-    gateway_parser.add_argument("--port", type=int, required=True)
+    # In a container the platform gives the port in $PORT (the serving Deployments set it).
+    gateway_parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "0")) or None,
+                                required="PORT" not in os.environ)
+    gateway_parser.add_argument("--host", default="", help="listen here (default: stages.deployment.host); a pod "
+                                                           "listens on 0.0.0.0 behind its ClusterIP Service")
+    model_server = commands.add_parser("model-server", help="serve one gguf_model version with llama.cpp in the "
+                                                            "foreground, fetched from the artifact store (a release pod)")
+    model_server.add_argument("version")
+    model_server.add_argument("--alias", required=True, help="the model name requests use")
+    model_server.add_argument("--host", default="0.0.0.0")
+    model_server.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
+    model_server.add_argument("--n-ctx", type=int, default=2048)
+    model_server.add_argument("--n-threads", type=int, default=1)
     trace = commands.add_parser("trace", help="the release, GGUF, adapter, data and eval report behind an answer")
     trace.add_argument("request_id")
     traffic = commands.add_parser("traffic", help="replay the served release's test split and the safety suite "
@@ -88,7 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "rollback":
         return run_pipeline("rollback", {"ops": {"deployed_model": {"config": {"rollback_to": args.to}}}})
     if args.command == "gateway":
-        return gateway_command(args.port)
+        return gateway_command(args.port, args.host)
+    if args.command == "model-server":
+        return model_server_command(args.version, args.alias, args.host, args.port, args.n_ctx, args.n_threads)
     if args.command == "trace":
         return trace_command(args.request_id)
     if args.command == "traffic":
@@ -345,7 +359,7 @@ def serve_command(action: str) -> int:
     return 0
 
 
-def gateway_command(port: int) -> int:
+def gateway_command(port: int, host: str = "") -> int:
     import uvicorn
 
     settings, resource = load_settings(), ArtifactStoreResource()
@@ -353,8 +367,17 @@ def gateway_command(port: int) -> int:
     app = gateway.create_app(resource.home_path, resource.store.url, deployment,
                              settings.domain.system_prompt if deployment.gateway.add_system_prompt else "",
                              settings.domain.tools_file)
-    uvicorn.run(app, host=deployment.host, port=port, log_level="warning")
+    uvicorn.run(app, host=host or deployment.host, port=port, log_level="warning")
     return 0
+
+
+def model_server_command(version: str, alias: str, host: str, port: int, n_ctx: int, n_threads: int) -> int:
+    """A release pod's process: the GGUF of `version` from the artifact store into this pod's
+    cache, then llama.cpp's server in its place (the pod's one process)."""
+    gguf = ArtifactStoreResource().store.get("gguf_model", version).path / "model.gguf"
+    command = servers.llamacpp_command(gguf, alias, host, port, n_threads, n_ctx)
+    os.execv(command[0], command)
+    return 1  # not reached: execv replaces this process
 
 
 def review_command(action: str, path: Path, limit: int) -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from llmops_assets.core.config import SEED_DIR, StrictModel, resolve_paths
 from llmops_assets.data.config import DataSettings
@@ -58,6 +58,17 @@ class PipelineSettings(StrictModel):
     domain: DomainSettings
     stages: Stages = Stages()
     kubernetes: ClusterSettings = ClusterSettings()
+
+    @model_validator(mode="after")
+    def _serving_pods_in_the_cluster(self) -> PipelineSettings:
+        """The serving pods run where the steps run, from the same image and environment, unless
+        stages.deployment.kubernetes says otherwise."""
+        pod, cluster = self.stages.deployment.kubernetes, self.kubernetes
+        pod.namespace = pod.namespace or cluster.namespace
+        pod.image = pod.image or cluster.image
+        pod.env_config_maps = pod.env_config_maps or list(cluster.env_config_maps)
+        pod.env_secrets = pod.env_secrets or list(cluster.env_secrets)
+        return self
 
     def gates_that_cannot_fail(self) -> dict[str, str]:
         """`asset:check` -> why, for each blocking gate whose threshold this configuration set so

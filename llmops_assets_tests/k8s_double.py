@@ -1,13 +1,17 @@
 """A test double of the Kubernetes API: a loopback HTTP server implementing the calls dagster-k8s
 makes (Jobs: create, read, read status, list, delete; Pods: list, read, delete, logs; Events:
-list), which validates each Job strictly against the Kubernetes 1.33 schema (kubernetes-validate)
-before accepting it and runs its container's command as a local process, with an empty
-LLMOPS_HOME of its own.
+list) and those the serving target makes (Deployments: create, read status, delete; Services:
+create, read, delete). It validates each Job, Deployment and Service strictly against the
+Kubernetes 1.33 schema (kubernetes-validate) before accepting it, and runs the container command
+of each Job and of each Deployment's one replica as a local process, with an empty LLMOPS_HOME of
+its own; a Deployment's replica is ready once its readiness probe's path answers.
 
 What it does not do: scheduling (every pod starts at once, on this machine), images (the command
 runs from this checkout's virtualenv), volumes (the instance ConfigMap the run launcher mounts at
-DAGSTER_HOME is the test's instance folder instead), GPUs, CPU and memory (requested, recorded,
-not enforced), restarts (dagster-k8s sets backoffLimit 0), watches and admission webhooks.
+DAGSTER_HOME is the test's instance folder instead), a pod network (each Deployment's container
+gets a free loopback port in $PORT, and its Service answers with cluster IP 127.0.0.1 and that
+port), GPUs, CPU and memory (requested, recorded, not enforced), restarts (dagster-k8s sets
+backoffLimit 0; a Deployment's dead replica is not replaced), watches and admission webhooks.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ def _now() -> str:
 
 @dataclass
 class Pod:
-    job: dict
+    job: dict  # the Job or Deployment that owns it
     name: str
     process: subprocess.Popen
     home: Path
@@ -50,6 +54,8 @@ class Pod:
     started: str = field(default_factory=_now)
     finished: str | None = None
     killed: bool = False
+    port: int | None = None  # a Deployment's replica: where it listens
+    ready: bool = False
 
     @property
     def exit_code(self) -> int | None:
@@ -64,7 +70,8 @@ class Pod:
         template = self.job["spec"]["template"]
         return {"apiVersion": "v1", "kind": "Pod",
                 "metadata": {"name": self.name, "namespace": namespace, "uid": self.name,
-                             "labels": {**template["metadata"].get("labels", {}), "job-name": self.job["metadata"]["name"]}},
+                             "labels": {**template["metadata"].get("labels", {}),
+                                        **({"job-name": self.job["metadata"]["name"]} if self.job["kind"] == "Job" else {})}},
                 "spec": template["spec"],
                 "status": {"phase": phase, "startTime": self.started,
                            "containerStatuses": [{"name": c["name"], "image": c["image"], "imageID": "", "ready": code is None,
@@ -83,6 +90,8 @@ class KubernetesDouble:
         self.workdir, self.executable_dir = workdir, executable_dir
         self.jobs: dict[tuple[str, str], dict] = {}
         self.pods: dict[tuple[str, str], Pod] = {}
+        self.deployments: dict[tuple[str, str], dict] = {}
+        self.services: dict[tuple[str, str], dict] = {}
         self.created: list[dict] = []  # every Job accepted, in order
         self.refused: list[str] = []  # why each refused Job was refused
         self.unknown_calls: list[str] = []
@@ -182,6 +191,31 @@ class KubernetesDouble:
                 if pod and pod.exit_code is None:
                     self.kill(pod)
                 return 200, _status(200, "deleted", status="Success")
+        if parts[:3] == ["apis", "apps", "v1"] and len(parts) >= 6 and parts[3] == "namespaces" and parts[5] == "deployments":
+            namespace, rest = parts[4], parts[6:]
+            if method == "POST" and not rest:
+                return self.create_deployment(namespace, body)
+            if rest and (namespace, rest[0]) not in self.deployments:
+                return 404, _status(404, f'deployments.apps "{rest[0]}" not found')
+            if method == "GET" and len(rest) in (1, 2):
+                return 200, self.deployment_manifest(namespace, rest[0])
+            if method == "DELETE" and len(rest) == 1:
+                with self.lock:
+                    self.deployments.pop((namespace, rest[0]))
+                    pod = self.pods.pop((namespace, f"deployment/{rest[0]}"))
+                if pod.exit_code is None:
+                    self.kill(pod)
+                return 200, _status(200, "deleted", status="Success")
+        if parts[:2] == ["api", "v1"] and len(parts) >= 5 and parts[2] == "namespaces" and parts[4] == "services":
+            namespace, rest = parts[3], parts[5:]
+            if method == "POST" and not rest:
+                return self.create_service(namespace, body)
+            if rest and (namespace, rest[0]) not in self.services:
+                return 404, _status(404, f'services "{rest[0]}" not found')
+            if method == "GET" and len(rest) == 1:
+                return 200, self.services[(namespace, rest[0])]
+            if method == "DELETE" and len(rest) == 1:
+                return 200, self.services.pop((namespace, rest[0]))
         if parts[:2] == ["api", "v1"] and len(parts) >= 5 and parts[2] == "namespaces":
             namespace, kind, rest = parts[3], parts[4], parts[5:]
             if kind == "events" and method == "GET":
@@ -206,22 +240,89 @@ class KubernetesDouble:
         self.unknown_calls.append(f"{method} {path}")
         return 404, _status(404, f"the Kubernetes double does not implement {method} {path}")
 
-    def create_job(self, namespace: str, job: dict) -> tuple[int, dict]:
-        name = job["metadata"]["name"]
+    def invalid(self, manifest: dict) -> tuple[int, dict] | None:
+        """The 422 the API server would answer for a manifest the schema refuses, else None."""
+        name = f"{manifest.get('kind')}/{manifest['metadata']['name']}"
         try:
-            kubernetes_validate.validate(job, KUBERNETES_VERSION, strict=True)
+            kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
         except kubernetes_validate.ValidationError as exc:
             self.refused.append(f"{name}: {exc.message}")
-            return 422, _status(422, f"Job.batch {name!r} is invalid: {exc.message}")
-        if (namespace, name) in self.jobs:
-            return 409, _status(409, f'jobs.batch "{name}" already exists')
-        job = {**job, "metadata": {**job["metadata"], "namespace": namespace, "uid": secrets.token_hex(8),
-                                   "creationTimestamp": _now()}}
+            return 422, _status(422, f"{name} is invalid: {exc.message}")
+        return None
+
+    def admitted(self, namespace: str, manifest: dict, existing: dict, resource: str) -> tuple[tuple | None, dict]:
+        """The API server's admission: the schema (422), a name taken (409); else None and the
+        manifest as stored, with namespace, uid and creation time."""
+        name = manifest["metadata"]["name"]
+        if refusal := self.invalid(manifest):
+            return refusal, manifest
+        if (namespace, name) in existing:
+            return (409, _status(409, f'{resource} "{name}" already exists')), manifest
+        return None, {**manifest, "metadata": {**manifest["metadata"], "namespace": namespace,
+                                               "uid": secrets.token_hex(8), "creationTimestamp": _now()}}
+
+    def create_job(self, namespace: str, job: dict) -> tuple[int, dict]:
+        name = job["metadata"]["name"]
+        refusal, job = self.admitted(namespace, job, self.jobs, "jobs.batch")
+        if refusal:
+            return refusal
         with self.lock:
             self.jobs[(namespace, name)] = job
             self.created.append(job)
             self.pods[(namespace, name)] = self.run_pod(job, f"{name}-{secrets.token_hex(3)}")
         return 201, job
+
+    def create_deployment(self, namespace: str, deployment: dict) -> tuple[int, dict]:
+        name = deployment["metadata"]["name"]
+        refusal, deployment = self.admitted(namespace, deployment, self.deployments, "deployments.apps")
+        if refusal:
+            return refusal
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        with self.lock:
+            self.deployments[(namespace, name)] = deployment
+            pod = self.run_pod(deployment, f"{name}-{secrets.token_hex(3)}", {"PORT": str(port)})
+            pod.port = port
+            self.pods[(namespace, f"deployment/{name}")] = pod
+        [container] = deployment["spec"]["template"]["spec"]["containers"]
+        path = container.get("readinessProbe", {}).get("httpGet", {}).get("path", "/")
+        threading.Thread(target=self._watch_readiness, args=(pod, path), daemon=True).start()
+        return 201, deployment
+
+    def deployment_manifest(self, namespace: str, name: str) -> dict:
+        pod = self.pods[(namespace, f"deployment/{name}")]
+        ready = int(pod.ready and pod.exit_code is None)
+        return {**self.deployments[(namespace, name)],
+                "status": {"replicas": 1, "readyReplicas": ready, "availableReplicas": ready,
+                           "unavailableReplicas": 1 - ready, "observedGeneration": 1}}
+
+    def create_service(self, namespace: str, service: dict) -> tuple[int, dict]:
+        name = service["metadata"]["name"]
+        refusal, service = self.admitted(namespace, service, self.services, "services")
+        if refusal:
+            return refusal
+        selector = service["spec"].get("selector", {})
+        ports = [p.port for (ns, _), p in self.pods.items() if ns == namespace and p.port and p.job["kind"] == "Deployment"
+                 and selector.items() <= p.job["spec"]["template"]["metadata"].get("labels", {}).items()]
+        if not ports:
+            return 422, _status(422, f"the Kubernetes double routes a Service only to a Deployment created before it: "
+                                     f"none matches {selector}")
+        spec = {**service["spec"], "clusterIP": "127.0.0.1",
+                "ports": [{**service["spec"]["ports"][0], "port": ports[0], "protocol": "TCP"}]}
+        self.services[(namespace, name)] = {**service, "spec": spec}
+        return 201, self.services[(namespace, name)]
+
+    @staticmethod
+    def _watch_readiness(pod: Pod, path: str) -> None:
+        import urllib.request
+
+        while pod.exit_code is None and not pod.ready:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{pod.port}{path}", timeout=2)
+                pod.ready = True
+            except OSError:
+                time.sleep(0.5)
 
     def job_manifest(self, namespace: str, name: str) -> dict:
         job, pod = self.jobs[(namespace, name)], self.pods[(namespace, name)]
@@ -232,7 +333,7 @@ class KubernetesDouble:
              "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]})
         return {**job, "status": status}
 
-    def run_pod(self, job: dict, pod_name: str) -> Pod:
+    def run_pod(self, job: dict, pod_name: str, extra_environment: dict[str, str] | None = None) -> Pod:
         [container] = job["spec"]["template"]["spec"]["containers"]
         home = Path(tempfile.mkdtemp(prefix=f"{pod_name}-", dir=self.workdir))
         environment = {k: v for k, v in os.environ.items() if not k.startswith(_HOST_ONLY)}
@@ -248,7 +349,7 @@ class KubernetesDouble:
                 reference = variable["valueFrom"]["secretKeyRef"]
                 environment[variable["name"]] = self.secrets.get(reference["name"], {}).get(reference["key"], "")
         environment.update({"DAGSTER_HOME": str(self.instance_home), "LLMOPS_HOME": str(home / "llmops"),
-                            "HOSTNAME": pod_name})
+                            "HOSTNAME": pod_name, **(extra_environment or {})})
         command = [*container.get("command", []), *container.get("args", [])]
         executable = shutil.which(command[0], path=str(self.executable_dir)) or command[0]
         log = home / "pod.log"

@@ -35,7 +35,7 @@ class Release(BaseModel):
     model_sha256: str
     quantization: str
     task_accuracy: float | None = None
-    server: str = Field(description="The target serving it: llamacpp or ollama.")
+    server: str = Field(description="The target serving it: llamacpp, ollama or kubernetes.")
     endpoint: str
     model: str = Field(description="The name requests use.")
     model_name: str
@@ -44,6 +44,8 @@ class Release(BaseModel):
                                                            "tells our server from a later process.")
     log_file: str | None = None
     tag: str | None = None
+    deployment: str | None = Field(None, description="On Kubernetes: the Deployment and Service serving it.")
+    namespace: str | None = None
     model_path: str = Field(description="The GGUF on the machine that started the server.")
     role: Role = "champion"
     traffic_weight: float = Field(1.0, ge=0, le=1)

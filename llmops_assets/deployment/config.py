@@ -77,12 +77,28 @@ class PromotionSettings(StrictModel):
         return self
 
 
+class ServingPodSettings(StrictModel):
+    """With `server: kubernetes`, each release's model server and the gateway run as Deployments
+    with a Service. Namespace, image and environment left empty are the code location's
+    (`kubernetes` at the top of the config, filled in when the config loads)."""
+
+    namespace: str = ""
+    image: str = ""
+    env_config_maps: list[str] = []
+    env_secrets: list[str] = []
+    cpu: str = "1"
+    memory: str = Field("2Gi", description="The container's memory limit: the deployment gate's memory_gb reads it "
+                                           "(Kubernetes kills a container above it).")
+    port: int = Field(8080, ge=1, le=65535, description="The port the containers listen on and the Services expose.")
+
+
 class DeploymentSettings(StrictModel):
     model_name: str = "task-api-assistant"
     quantization: Literal["Q4_K_M", "Q5_K_M", "Q8_0", "F16"] = "Q4_K_M"
-    server: Literal["auto", "llamacpp", "ollama"] = Field(
+    server: Literal["auto", "llamacpp", "ollama", "kubernetes"] = Field(
         "auto", description="llamacpp: the embedded llama.cpp server; ollama: the Ollama server at OLLAMA_HOST; "
-                            "auto: Ollama when it answers, else llama.cpp.")
+                            "auto: Ollama when it answers, else llama.cpp; kubernetes: a Deployment and Service per "
+                            "release, and the gateway as another (LLMOPS_ENVIRONMENT=kubernetes needs it).")
     host: str = Field("127.0.0.1", description="Where the embedded server listens: this machine only, unless "
                                                 "allow_remote_clients is on.")
     allow_remote_clients: bool = Field(
@@ -95,6 +111,7 @@ class DeploymentSettings(StrictModel):
     port: int = Field(0, ge=0, le=65535, description="0: pick a free port.")
     n_threads: int = Field(1, ge=1)
     n_ctx: int = Field(2048, ge=128)
+    kubernetes: ServingPodSettings = ServingPodSettings()
     gateway: GatewaySettings = GatewaySettings()
     promotion: PromotionSettings = PromotionSettings()
     quality_gate: DeploymentGate = DeploymentGate()

@@ -38,19 +38,24 @@ def start_llamacpp(model_path: Path, alias: str, host: str, port: int, n_threads
                            "the served release, so set stages.deployment.port: 0 to give each release a free port")
     port = port or free_port(host)
     log_file = run_dir / f"server-{port}.log"
-    command = [sys.executable, "-m", LLAMACPP_MARKER, "--model", str(model_path),
-               "--model_alias", alias, "--host", host, "--port", str(port),
-               "--n_threads", str(n_threads), "--n_threads_batch", str(n_threads), "--n_ctx", str(n_ctx),
-               "--logits_all", "False",  # the server defaults to logits for every prompt token
-               # By default a new request cuts off the one being streamed (its client sees a broken
-               # stream): with concurrent clients, a shadow's copies or a canary, requests queue instead.
-               "--interrupt_requests", "False"]
+    command = llamacpp_command(model_path, alias, host, port, n_threads, n_ctx)
     # The server reads its key from API_KEY (kept off the command line, where `ps` shows it); an
     # API_KEY the user's shell happens to hold must not lock out the probes.
     environment = {k: v for k, v in os.environ.items() if k.upper() != "API_KEY"} | ({"API_KEY": api_key} if api_key else {})
     pid, started_at = start_detached(command, environment, log_file)
     (run_dir / f"server-{port}.pid").write_text(str(pid))
     return ServerHandle(pid, started_at, f"http://{host}:{port}/v1", log_file)
+
+
+def llamacpp_command(model_path: Path, alias: str, host: str, port: int, n_threads: int, n_ctx: int) -> list[str]:
+    """llama.cpp's OpenAI-compatible server on `model_path`, as every release runs it."""
+    return [sys.executable, "-m", LLAMACPP_MARKER, "--model", str(model_path),
+            "--model_alias", alias, "--host", host, "--port", str(port),
+            "--n_threads", str(n_threads), "--n_threads_batch", str(n_threads), "--n_ctx", str(n_ctx),
+            "--logits_all", "False",  # the server defaults to logits for every prompt token
+            # By default a new request cuts off the one being streamed (its client sees a broken
+            # stream): with concurrent clients, a shadow's copies or a canary, requests queue instead.
+            "--interrupt_requests", "False"]
 
 
 def start_detached(command: list[str], environment: dict[str, str], log_file: Path) -> tuple[int, float]:

@@ -1,4 +1,5 @@
-"""Where a release is served: the embedded llama.cpp server, or an Ollama server.
+"""Where a release is served: the embedded llama.cpp server, an Ollama server, or a Deployment
+and Service on Kubernetes (`kubernetes.py`).
 
 Both follow the same life cycle, so the release logic is written once: `start` a candidate next
 to what is served, `probe` it, then `promote` it (the previous one stops being served) or
@@ -42,7 +43,8 @@ class Candidate:
     @classmethod
     def of(cls, status: dict[str, Any]) -> Candidate:
         """The candidate that became the served release `status`."""
-        return cls(status["server"], status["endpoint"], status["model"], status.get("pid"), status.get("tag"))
+        return cls(status["server"], status["endpoint"], status["model"], status.get("pid"), status.get("tag"),
+                   extra={k: status[k] for k in ("deployment", "namespace") if status.get(k)})
 
     def fields(self) -> dict[str, Any]:
         return {"server": self.server, "endpoint": self.endpoint, "model": self.model, "pid": self.pid,
@@ -65,6 +67,10 @@ def select_target(settings: DeploymentSettings, home: Path) -> Target:
     else llama.cpp. A remote OLLAMA_HOST is used only with `allow_remote_ollama`."""
     if settings.server == "llamacpp":
         return LlamaCppTarget(settings, home)
+    if settings.server == "kubernetes":
+        from llmops_assets.deployment.kubernetes import KubernetesTarget
+
+        return KubernetesTarget(settings)
     host = ollama_host()
     if not is_loopback(host) and not settings.allow_remote_ollama:
         if settings.server == "ollama":
@@ -83,6 +89,10 @@ def target_of(status: dict[str, Any], settings: DeploymentSettings, home: Path) 
     """The target that serves an existing release."""
     if status["server"] == "ollama":
         return OllamaTarget(settings, status["endpoint"])
+    if status["server"] == "kubernetes":
+        from llmops_assets.deployment.kubernetes import KubernetesTarget
+
+        return KubernetesTarget(settings)
     return LlamaCppTarget(settings, home)
 
 

@@ -51,6 +51,10 @@ def kubernetes(pipeline: PipelineConfig, artifacts: ArtifactStoreResource, gpu_s
     if not settings.stages.deployment.gateway.request_log:
         raise ValueError("LLMOPS_ENVIRONMENT=kubernetes: stages.deployment.gateway.request_log is empty, so each pod would "
                          "keep its own SQLite log; set it to the shared Postgres (postgresql+psycopg2://...)")
+    if settings.stages.deployment.server != "kubernetes":
+        raise ValueError(f"LLMOPS_ENVIRONMENT=kubernetes: stages.deployment.server is {settings.stages.deployment.server}, "
+                         "whose servers would live and die inside a step pod; set it to kubernetes (a Deployment and "
+                         "Service per release and for the gateway)")
     executor = k8s_job_executor.configured(k8s_executor_config(settings, gpu_steps), name="llmops_k8s")
     return Environment({"pipeline": pipeline, "artifacts": artifacts}, executor)
 

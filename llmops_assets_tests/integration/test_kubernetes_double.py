@@ -17,6 +17,7 @@ import pytest
 import yaml
 from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus
 
+from llmops_assets.core.inference import chat_completion
 from llmops_assets.core.releases import ReleaseRegistry
 from llmops_assets.core.storage import ArtifactStore
 from llmops_assets.definitions import defs
@@ -30,6 +31,7 @@ from llmops_assets_tests.s3_double import new_bucket
 EVERY_RUN = set(describe(defs)["assets"]) - {"release_roles", "feedback_log"}
 TRAINING_STEPS = {"cpt_model", "sft_adapter", "dpo_adapter"}
 DRIVER = "postgresql+psycopg2://"  # see test_beyond_one_machine.py
+SERVING = {"server": "kubernetes"}  # releases and the gateway as Deployments with Services
 RUN_TIMEOUT_S = 1200
 
 pytestmark = pytest.mark.slow
@@ -40,11 +42,14 @@ class Cluster:
         self.tmp, self.s3, self.bucket = tmp, s3, bucket
         self.instance_home = tmp / "dagster_home"
         self.instance_home.mkdir()
-        self.config = derived_config(tmp, {"stages": {"deployment": {"gateway": {"request_log": f"{postgres}/llmops"}}}})
+        request_log = {"gateway": {"request_log": f"{postgres}/llmops"}}
+        self.config = derived_config(tmp, {"stages": {"deployment": SERVING | request_log}})
         (tmp / "pods").mkdir()
         self.double = KubernetesDouble(
             config_maps={"llmops-env": {"LLMOPS_ENVIRONMENT": "kubernetes", "LLMOPS_CONFIG": str(self.config),
-                                        "LLMOPS_ARTIFACTS": f"{bucket}/artifacts"}},
+                                        "LLMOPS_ARTIFACTS": f"{bucket}/artifacts",
+                                        # in a cluster the pods' service account; here the double's address
+                                        "KUBECONFIG": str(tmp / "pods" / "kubeconfig.yaml")}},
             secrets={"llmops-secrets": s3}, instance_home=self.instance_home, workdir=tmp / "pods",
             executable_dir=Path(sys.executable).parent)
         kubeconfig = self.double.start()
@@ -135,7 +140,7 @@ def test_the_run_completes_with_every_step_in_a_validated_job_of_its_own(cluster
     steps = [job["metadata"]["labels"]["dagster/op"] for job in jobs if "dagster/op" in job["metadata"]["labels"]]
     started = {r.event_log_entry.step_key for r in cluster.events(first_run.run_id, DagsterEventType.STEP_START)}
     assert set(steps) == started  # each step in a Job, checks included
-    assert len({p.process.pid for p in cluster.double.pods.values()}) == len(jobs)
+    assert len({p.process.pid for p in cluster.double.pods.values() if p.job["kind"] == "Job"}) == len(jobs)
 
 
 def test_only_training_steps_request_gpus(cluster, first_run):
@@ -164,8 +169,9 @@ def test_a_failed_gate_still_stops_deployment(cluster, first_run, tmp_path):
     champion = registry.champion()
     strict = derived_config(tmp_path, {"stages": {
         "evaluation": {"quality_gate": {"min_task_accuracy": 1.0}},
-        "deployment": {"gateway": {"request_log": yaml.safe_load(cluster.config.read_text())["stages"]["deployment"]
-                                   ["gateway"]["request_log"]}}}})
+        "deployment": SERVING | {"gateway": {"request_log": yaml.safe_load(cluster.config.read_text())["stages"]
+                                             ["deployment"]["gateway"]["request_log"]}}}})
+    served = cluster.double.pods[("llmops", "deployment/llmops-release-1")]
     run = cluster.wait(cluster.launch(strict))
     assert run.status == DagsterRunStatus.FAILURE
     failed = [r.event_log_entry.dagster_event.event_specific_data
@@ -175,4 +181,20 @@ def test_a_failed_gate_still_stops_deployment(cluster, first_run, tmp_path):
     assert AssetKey("deployed_model") not in materialized and AssetKey("gguf_model") not in materialized
     after = ReleaseRegistry(cluster.store).champion()
     assert after.version == champion.version and after.deployed_at == champion.deployed_at
-    assert servers.is_alive(after.pid)
+    assert cluster.double.pods[("llmops", "deployment/llmops-release-1")] is served and served.exit_code is None
+
+
+def test_the_release_and_the_gateway_are_deployments_that_outlive_the_step_that_made_them(cluster, first_run):
+    champion = ReleaseRegistry(cluster.store).champion()
+    assert (champion.server, champion.deployment, champion.namespace) == ("kubernetes", "llmops-release-1", "llmops")
+    assert set(cluster.double.deployments) == {("llmops", "llmops-release-1"), ("llmops", "llmops-gateway")}
+    assert set(cluster.double.services) == set(cluster.double.deployments)
+    model, gateway_pod = (cluster.double.pods[("llmops", f"deployment/{name}")] for name in ("llmops-release-1",
+                                                                                           "llmops-gateway"))
+    assert model.ready and gateway_pod.ready and model.exit_code is None and gateway_pod.exit_code is None
+    [step] = [p for p in cluster.double.pods.values() if p.job["metadata"]["labels"].get("dagster/op") == "deployed_model"]
+    assert step.exit_code == 0  # the step pod is gone; what it deployed answers
+    assert champion.endpoint == f"http://127.0.0.1:{model.port}/v1"
+    answer = chat_completion(f"http://127.0.0.1:{gateway_pod.port}/v1", champion.model,
+                             [{"role": "user", "content": "list my tasks"}], max_tokens=8)
+    assert answer is not None

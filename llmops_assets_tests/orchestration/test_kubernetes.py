@@ -102,7 +102,7 @@ def test_the_validator_refuses_what_the_cluster_would():
 
 
 def test_the_kubernetes_environment_uses_the_k8s_executor_and_refuses_what_pods_cannot_share(tmp_path):
-    shared_log = derived_config(tmp_path, {"stages": {"deployment": {"gateway": {
+    shared_log = derived_config(tmp_path, {"stages": {"deployment": {"server": "kubernetes", "gateway": {
         "request_log": "postgresql+psycopg2://dagster@postgres/llmops"}}}})
     on_cluster = build_definitions(PipelineConfig(config_path=str(shared_log)),
                                    ArtifactStoreResource(home=str(tmp_path), url="s3://llmops-artifacts/prod"),
@@ -114,6 +114,27 @@ def test_the_kubernetes_environment_uses_the_k8s_executor_and_refuses_what_pods_
     with pytest.raises(ValueError, match="request_log is empty"):
         build_definitions(PipelineConfig(), ArtifactStoreResource(home=str(tmp_path), url="s3://llmops-artifacts/prod"),
                           environment="kubernetes")
+    (tmp_path / "local_server").mkdir()
+    local_server = derived_config(tmp_path / "local_server", {"stages": {"deployment": {"gateway": {
+        "request_log": "postgresql+psycopg2://dagster@postgres/llmops"}}}})
+    with pytest.raises(ValueError, match="would live and die inside a step pod; set it to kubernetes"):
+        build_definitions(PipelineConfig(config_path=str(local_server)),
+                          ArtifactStoreResource(home=str(tmp_path), url="s3://llmops-artifacts/prod"), environment="kubernetes")
+
+
+def test_the_serving_deployments_and_services_are_valid_kubernetes_in_the_cluster_settings():
+    from llmops_assets.deployment.kubernetes import manifests, memory_bytes
+
+    pod = load_settings().stages.deployment.kubernetes
+    deployment, service = manifests("llmops-release-7", "model-server", ["llmops", "model-server", "abc"], pod)
+    for manifest in (deployment, service):
+        kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    cluster = load_settings().kubernetes
+    assert container["image"] == cluster.image and pod.namespace == cluster.namespace
+    assert [e["configMapRef"]["name"] for e in container["envFrom"] if "configMapRef" in e] == cluster.env_config_maps
+    assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    assert memory_bytes("2Gi") == 2 * 2**30 and memory_bytes("512M") == 512 * 10**6 and memory_bytes("1000") == 1000
 
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -129,6 +150,21 @@ def test_the_cluster_instance_yaml_is_valid_dagster_and_dagster_k8s_config():
     assert launcher.success, launcher.errors
     assert config["storage"]["postgres"]["postgres_db"]["scheme"] == "postgresql+psycopg2"
     assert config["run_monitoring"]["enabled"] and config["run_retries"]["max_retries"] == 2
+
+
+def test_the_serving_role_is_valid_kubernetes_and_grants_what_the_serving_target_calls():
+    import yaml
+
+    role, binding = yaml.safe_load_all((DEPLOY / "rbac.yaml").read_text())
+    for manifest in (role, binding):
+        kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
+    granted = {(group, resource, verb) for rule in role["rules"] for group in rule["apiGroups"]
+               for resource in rule["resources"] for verb in rule["verbs"]}
+    needed = {("apps", "deployments", v) for v in ("create", "get", "delete")} | {("apps", "deployments/status", "get")} \
+        | {("", "services", v) for v in ("create", "get", "delete")}
+    assert needed <= granted
+    assert binding["subjects"][0]["name"] == yaml.safe_load((DEPLOY / "helm" / "values.yaml").read_text())["global"][
+        "serviceAccountName"]
 
 
 def test_the_helm_values_and_the_settings_name_the_same_things():

@@ -19,7 +19,7 @@ from llmops_assets.core.modeling import load_merged, save_merged
 from llmops_assets.core.releases import ReleaseRegistry
 from llmops_assets.core.storage import Artifact, file_sha256, read_json, read_jsonl, write_json
 from llmops_assets.core.tools import ToolSchema
-from llmops_assets.deployment import export, gateway, packaging, release, targets
+from llmops_assets.deployment import export, gateway, kubernetes, packaging, release, targets
 from llmops_assets.deployment.fidelity import fidelity_verdict, replay
 from llmops_assets.evaluation.gates import evaluation_verdicts
 from llmops_assets.orchestration.conditions import AFTER_UPSTREAM_GATES
@@ -150,8 +150,13 @@ def deployed_model(context: AssetExecutionContext, config: DeployConfig, pipelin
 
 
 def gateway_endpoint(artifacts: ArtifactStoreResource, pipeline: PipelineConfig, log=lambda message: None) -> str:
-    """The gateway's endpoint, started when it does not run (it follows the registry by itself)."""
+    """The gateway's endpoint, started when it does not run (it follows the registry by itself):
+    a process on this machine, or on Kubernetes a Deployment and Service of its own."""
     deployment = pipeline.settings.stages.deployment
+    if deployment.server == "kubernetes":
+        endpoint = kubernetes.ensure_gateway(deployment)
+        log(f"gateway at {endpoint} (Deployment {deployment.kubernetes.namespace}/{kubernetes.GATEWAY})")
+        return endpoint
     state = gateway.ensure(artifacts.home_path, Path(pipeline.config_path or config_path()).resolve(),
                            artifacts.store.url, deployment.host, deployment.gateway.port)
     log(f"gateway at {state['endpoint']} (pid {state['pid']})")
