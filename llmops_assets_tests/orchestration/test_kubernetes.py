@@ -182,4 +182,5 @@ def test_the_helm_values_and_the_settings_name_the_same_things():
     assert values["postgresql"]["postgresqlScheme"] == "postgresql+psycopg2"
     daemon = values["dagsterDaemon"]
     assert daemon["runMonitoring"]["enabled"] and daemon["runRetries"]["enabled"]
+    assert values["concurrency"]["pools"] == {"defaultLimit": 1, "granularity": "op"}  # GPU steps queue
     assert daemon["runCoordinator"]["type"] == "QueuedRunCoordinator"
