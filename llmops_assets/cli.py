@@ -12,7 +12,14 @@ from pathlib import Path
 
 from llmops_assets.core import releases
 from llmops_assets.deployment import gateway, servers, targets
-from llmops_assets.orchestration.resources import REBUILD_TAG, ArtifactStoreResource, PipelineConfig, request_log
+from llmops_assets.orchestration.resources import (
+    REBUILD_TAG,
+    USAGE_METADATA,
+    ArtifactStoreResource,
+    PipelineConfig,
+    request_log,
+    run_usage,
+)
 from llmops_assets.settings import ConfigError, load_settings
 
 # The project instance: telemetry off; queued runs picked up every second, one at a time (two
@@ -185,7 +192,7 @@ def report_run(instance, title: str, result, started: float) -> int:
         print(f"FAILED {step}: {reason}")
     if not result.success:
         print(f"(the full trace is in run {result.run_id}'s event log: `make dev`, then Runs in the Dagster UI)")
-    print(format_step_times(instance, result.run_id))
+    print(format_step_usage(instance, result.run_id))
     gates = gate_rows(result.get_asset_check_evaluations())
     print(format_gates(gates))
     failed = [g for g in gates if g["verdict"] == "FAIL"]  # WARN gates report without blocking
@@ -282,6 +289,10 @@ def status_command() -> int:
         if record and record.event and record.event.dagster_event:
             evaluations.append(record.event.dagster_event.event_specific_data)
     print(format_gates(gate_rows(evaluations)) if evaluations else "\nno gate has run yet")
+    latest = instance.get_runs(limit=1)
+    if latest:
+        print(f"\nlatest run: {latest[0].job_name} {latest[0].run_id} {latest[0].status.value}"
+              + format_step_usage(instance, latest[0].run_id))
     return 0 if champion else 1
 
 
@@ -316,11 +327,29 @@ def format_gates(rows: list[dict[str, str]]) -> str:
     return "\n".join(["", *lines])
 
 
-def format_step_times(instance, run_id: str) -> str:
-    lines = ["", "step wall times:"]
+def format_step_usage(instance, run_id: str) -> str:
+    """Each step's wall time and status, with the CPU and GPU seconds and cost its materialization
+    recorded; the run's total against its budget (constraints)."""
+    from dagster import DagsterEventType
+
+    limits = load_settings().constraints
+    recorded = {}
+    for record in instance.get_records_for_run(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION).records:
+        metadata = record.event_log_entry.asset_materialization.metadata
+        recorded[record.event_log_entry.step_key] = {k: metadata[k].value for k in USAGE_METADATA if k in metadata}
+    lines = ["", f"step usage (wall, CPU and GPU seconds; cost in {limits.currency} at constraints.rates):"]
     for stat in instance.get_run_step_stats(run_id):
         if stat.start_time and stat.end_time:
-            lines.append(f"  {stat.step_key:<20} {stat.end_time - stat.start_time:7.1f}s  {stat.status.value}")
+            usage = recorded.get(stat.step_key, {})
+            measured = (f"  CPU {usage['cpu_seconds']:7.1f}s  GPU {usage['gpu_seconds']:6.1f}s  {usage['cost']:.4f}"
+                        if "cost" in usage else "")
+            lines.append(f"  {stat.step_key:<20} {stat.end_time - stat.start_time:7.1f}s{measured}  {stat.status.value}")
+    total, stats = run_usage(instance, run_id), instance.get_run_stats(run_id)
+    wall = (stats.end_time or time.time()) - stats.start_time if stats.start_time else 0.0
+    budget = ", ".join(f"{name} {value}" for name, value in (("max_time_hours", limits.max_time_hours),
+                                                              ("max_cost", limits.max_cost)) if value is not None)
+    lines.append(f"  {'run total':<20} {wall:7.1f}s  CPU {total['cpu_seconds']:7.1f}s  GPU {total['gpu_seconds']:6.1f}s  "
+                 f"{total['cost']:.4f} {limits.currency}  (budget: {budget or 'none set'})")
     return "\n".join(lines)
 
 

@@ -15,6 +15,7 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from llmops_assets.core.config import SEED_DIR, StrictModel, resolve_paths
+from llmops_assets.core.costs import Constraints
 from llmops_assets.data.config import DataSettings
 from llmops_assets.deployment.config import DeploymentSettings
 from llmops_assets.evaluation.config import EvaluationSettings
@@ -58,6 +59,7 @@ class PipelineSettings(StrictModel):
     domain: DomainSettings
     stages: Stages = Stages()
     kubernetes: ClusterSettings = ClusterSettings()
+    constraints: Constraints = Constraints()
 
     @model_validator(mode="after")
     def _serving_pods_in_the_cluster(self) -> PipelineSettings:
@@ -91,6 +93,9 @@ class PipelineSettings(StrictModel):
                                    "max_safety_failure_rate 1" if evaluation.quality_gate.block_on_safety
                                    else "block_on_safety off: it only warns"),
             "gguf_model:gguf_fidelity": (deployment.max_fidelity_drop >= 1, "max_fidelity_drop 1"),
+            **{f"{asset}:within_run_budget": (self.constraints.max_time_hours is None and self.constraints.max_cost is None,
+                                              "no budget set (constraints)")
+               for asset in ("cpt_model", "sft_adapter", "dpo_adapter")},
         }
         return {gate: f"cannot fail: {why}" for gate, (relaxed, why) in rules.items() if relaxed}
 

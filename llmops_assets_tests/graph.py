@@ -5,6 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 
+def assets_of_every_run(defs) -> set[str]:
+    """What a whole-graph run materializes: release_roles only when a promotion changes roles,
+    feedback_log's days from its sensor."""
+    return set(describe(defs)["assets"]) - {"release_roles", "feedback_log"}
+
+
 def describe(defs) -> dict[str, Any]:
     """Keys, groups, dependencies, checks with their blocking flag, automation conditions, op
     tags, concurrency pool and retries of every asset, plus the jobs, sensors and schedules: any change to them shows."""

@@ -13,6 +13,13 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+import yaml
+
+# SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3, whose server-side parameters break
+# dagster-postgres' NOTIFY: the instance and the request log name psycopg2.
+DRIVER = "postgresql+psycopg2://"
 
 
 def _binary(name: str) -> str:
@@ -30,7 +37,7 @@ def _as_server_user(command: list[str]) -> list[str]:
 def postgres_server(databases: tuple[str, ...] = ("dagster",)) -> Iterator[str]:
     """Start a server in a fresh data folder (its own, under the system temp folder, which the
     `postgres` user can reach: pytest's tmp_path is private to root); yield its URL without a
-    database name (`postgresql://postgres@127.0.0.1:PORT`), each of `databases` created."""
+    database name (`postgresql+psycopg2://postgres@127.0.0.1:PORT`), each of `databases` created."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -49,7 +56,13 @@ def postgres_server(databases: tuple[str, ...] = ("dagster",)) -> Iterator[str]:
     try:
         for name in databases:
             run([_binary("createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", name])
-        yield f"postgresql://postgres@127.0.0.1:{port}"
+        yield f"{DRIVER}postgres@127.0.0.1:{port}"
     finally:
         run([_binary("pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"])
         shutil.rmtree(data, ignore_errors=True)
+
+
+def write_instance(dagster_home: Path, postgres: str, **sections: Any) -> None:
+    """dagster.yaml for an instance whose runs, events and schedules live in `postgres`/dagster."""
+    (dagster_home / "dagster.yaml").write_text(yaml.safe_dump({
+        "storage": {"postgres": {"postgres_url": f"{postgres}/dagster"}}, "telemetry": {"enabled": False}, **sections}))

@@ -16,6 +16,11 @@ SEED_DIR = PACKAGE_DIR / "data" / "seed"
 REUSE_KEY = "shapes"
 
 
+class UnmetRequirement(RuntimeError):
+    """The settings ask for what this machine or environment lacks (a GPU, a key, a variable):
+    a retry would fail the same way, so steps fail at once and name the setting."""
+
+
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from llmops_assets.core.config import StrictModel
+from llmops_assets.core.config import StrictModel, UnmetRequirement
 from llmops_assets.core.inference import is_loopback
 
 
@@ -131,5 +131,5 @@ class DeploymentSettings(StrictModel):
             return ""
         key = os.environ.get(self.api_key_env, "")
         if not key:
-            raise RuntimeError(f"stages.deployment.api_key_env names {self.api_key_env}, which is not set")
+            raise UnmetRequirement(f"stages.deployment.api_key_env names {self.api_key_env}, which is not set")
         return key

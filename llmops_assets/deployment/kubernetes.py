@@ -7,6 +7,7 @@ In the cluster the clients use the pod's service account; elsewhere `$KUBECONFIG
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from pathlib import Path
@@ -20,8 +21,10 @@ GATEWAY = "llmops-gateway"
 _MEMORY_UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
 
 
+@functools.cache
 def clients() -> tuple[Any, Any]:
-    """(AppsV1Api, CoreV1Api) for the cluster this runs in, else the one `$KUBECONFIG` names."""
+    """(AppsV1Api, CoreV1Api) for the cluster this runs in, else the one `$KUBECONFIG` names;
+    loaded once a process (wait_ready polls twice a second)."""
     import kubernetes
 
     if os.environ.get("KUBERNETES_SERVICE_HOST"):
@@ -62,29 +65,27 @@ def apply(namespace: str, deployment: dict, service: dict) -> str:
     return f"http://{created.spec.cluster_ip}:{created.spec.ports[0].port}/v1"
 
 
-def endpoint_of(namespace: str, name: str) -> str | None:
-    """The endpoint of the Service `name`, or None when there is none."""
+def _unless_missing(call, *args) -> Any:
+    """`call(*args)`, or None when the Kubernetes API answers 404: the object is not there."""
     import kubernetes
 
     try:
-        service = clients()[1].read_namespaced_service(name, namespace)
+        return call(*args)
     except kubernetes.client.ApiException as exc:
         if exc.status == 404:
             return None
         raise
-    return f"http://{service.spec.cluster_ip}:{service.spec.ports[0].port}/v1"
+
+
+def endpoint_of(namespace: str, name: str) -> str | None:
+    """The endpoint of the Service `name`, or None when there is none."""
+    service = _unless_missing(clients()[1].read_namespaced_service, name, namespace)
+    return service and f"http://{service.spec.cluster_ip}:{service.spec.ports[0].port}/v1"
 
 
 def ready(namespace: str, name: str) -> bool:
-    import kubernetes
-
-    try:
-        status = clients()[0].read_namespaced_deployment_status(name, namespace).status
-    except kubernetes.client.ApiException as exc:
-        if exc.status == 404:
-            return False
-        raise
-    return bool(status.ready_replicas)
+    deployment = _unless_missing(clients()[0].read_namespaced_deployment_status, name, namespace)
+    return bool(deployment and deployment.status.ready_replicas)
 
 
 def wait_ready(namespace: str, name: str, timeout_s: float) -> float:
@@ -100,15 +101,9 @@ def wait_ready(namespace: str, name: str, timeout_s: float) -> float:
 
 def delete(namespace: str, name: str) -> None:
     """Delete the pair (what is gone already is fine)."""
-    import kubernetes
-
     apps, core = clients()
     for remove in (apps.delete_namespaced_deployment, core.delete_namespaced_service):
-        try:
-            remove(name, namespace)
-        except kubernetes.client.ApiException as exc:
-            if exc.status != 404:
-                raise
+        _unless_missing(remove, name, namespace)
 
 
 def memory_bytes(quantity: str) -> int:

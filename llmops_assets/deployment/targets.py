@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from llmops_assets.core.config import UnmetRequirement
 from llmops_assets.core.inference import is_loopback
 from llmops_assets.deployment import servers
 from llmops_assets.deployment.config import DeploymentSettings
@@ -74,7 +75,7 @@ def select_target(settings: DeploymentSettings, home: Path) -> Target:
     host = ollama_host()
     if not is_loopback(host) and not settings.allow_remote_ollama:
         if settings.server == "ollama":
-            raise RuntimeError(f"OLLAMA_HOST is {host}, another machine: the GGUF would be uploaded there. Set "
+            raise UnmetRequirement(f"OLLAMA_HOST is {host}, another machine: the GGUF would be uploaded there. Set "
                                "stages.deployment.allow_remote_ollama: true if that is intended")
         return LlamaCppTarget(settings, home)  # auto never ships a model off this machine on its own
     if ollama_answers(host):

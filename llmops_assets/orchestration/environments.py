@@ -13,10 +13,6 @@ from dagster import in_process_executor, multiprocess_executor
 from llmops_assets.orchestration.resources import ArtifactStoreResource, PipelineConfig
 from llmops_assets.settings import PipelineSettings
 
-# The concurrency pool of the steps that train (they request GPUs on Kubernetes): an instance
-# limit on it (`dagster instance concurrency set gpu N`) queues them instead of piling them up.
-GPU_POOL = "gpu"
-
 
 @dataclass(frozen=True)
 class Environment:
@@ -90,7 +86,7 @@ def step_pod_config(settings: PipelineSettings, gpu: bool) -> dict:
         },
         "pod_spec_config": {
             "node_selector": wanted.node_selector if wanted.gpus else {},
-            "tolerations": [t.model_dump(exclude_defaults=False) for t in wanted.tolerations] if wanted.gpus else [],
+            "tolerations": [t.model_dump() for t in wanted.tolerations] if wanted.gpus else [],
             "volumes": [{"name": "dshm", "empty_dir": {"medium": "Memory", "size_limit": wanted.shm_size}}],
         },
     }

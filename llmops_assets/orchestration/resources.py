@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import functools
 import os
+import time
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
@@ -30,6 +31,8 @@ from dagster import (
     asset,
 )
 
+from llmops_assets.core.config import UnmetRequirement
+from llmops_assets.core.costs import BudgetExceeded, Meter, RunBudget, Usage
 from llmops_assets.core.releases import ReleaseRegistry
 from llmops_assets.core.request_log import RequestLog, default_url
 from llmops_assets.core.storage import Artifact, ArtifactStore, ArtifactWriter
@@ -43,8 +46,15 @@ class Refused(RuntimeError):
     served again): deterministic, so never retried."""
 
 
-# What a retry could only repeat: bad input or configuration (ValueError), and refusals.
-REFUSALS = (ValueError, Refused, DeploymentRejected)
+# What a retry could only repeat: bad input or settings (ValueError), settings this environment
+# cannot meet (UnmetRequirement), and refusals.
+REFUSALS = (ValueError, UnmetRequirement, BudgetExceeded, Refused, DeploymentRejected)
+
+# The concurrency pool of the steps that train (they request GPUs on Kubernetes): an instance
+# limit on it (`dagster instance concurrency set gpu N`) queues them instead of piling them up.
+GPU_POOL = "gpu"
+# What every metered step records in its materialization's metadata (the UI plots them over time).
+USAGE_METADATA = ("wall_seconds", "cpu_seconds", "gpu_seconds", "cost")
 
 # Steps that call services which fail now and then (an LLM endpoint, Ollama, the object store) or
 # hold a pod long enough to lose it (training on preemptible GPU nodes; a pod that dies fails its
@@ -55,20 +65,68 @@ STEP_RETRY = RetryPolicy(max_retries=2, delay=10, backoff=Backoff.EXPONENTIAL, j
 
 
 def retried_asset(policy: RetryPolicy = STEP_RETRY, **asset_kwargs):
-    """`@asset` retried under `policy`, except that a refusal fails the step at once (`Failure`
-    with `allow_retries=False`, the refusal as its cause and message)."""
+    """`metered_asset` retried under `policy`, except that a refusal fails the step at once
+    (`Failure` with `allow_retries=False`, the refusal as its cause and message)."""
+    return metered_asset(retry_policy=policy, **asset_kwargs)
+
+
+def metered_asset(**asset_kwargs):
+    """`@asset` that refuses to start once its run is over budget and records its usage (wall,
+    CPU and GPU seconds, cost at `constraints.rates`) in its metadata. A refusal fails the step
+    without a retry."""
+    gpu_step = asset_kwargs.get("pool") == GPU_POOL
 
     def decorate(compute):
         @functools.wraps(compute)
-        def step(*args, **kwargs):
+        def step(context, *args, **kwargs):
+            settings = kwargs["pipeline"].settings if "pipeline" in kwargs else load_settings()
             try:
-                return compute(*args, **kwargs)
+                budget = run_budget(context, settings, gpu_step)
+                if over := budget.overrun(time.time(), cores_busy=0):
+                    raise BudgetExceeded(f"{context.asset_key.to_user_string()} not started: {over}")
+                meter = Meter(budget.gpus)
+                result = compute(context, *args, **kwargs)
+                context.add_asset_metadata(usage_metadata(meter.usage(), settings))
+                return result
             except REFUSALS as exc:
                 raise Failure(description=f"{type(exc).__name__}: {exc}", allow_retries=False) from exc
 
-        return asset(retry_policy=policy, **asset_kwargs)(step)
+        return asset(**asset_kwargs)(step)
 
     return decorate
+
+
+def usage_metadata(usage: Usage, settings: PipelineSettings) -> dict[str, float]:
+    values = (usage.wall_s, usage.cpu_s, usage.gpu_s, usage.cost(settings.constraints.rates))
+    return dict(zip(USAGE_METADATA, values, strict=True))
+
+
+def run_usage(instance, run_id: str) -> dict[str, float]:
+    """The run's usage so far: the sum of what its materialized steps recorded."""
+    total = dict.fromkeys(USAGE_METADATA, 0.0)
+    for record in instance.get_records_for_run(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION).records:
+        metadata = record.event_log_entry.asset_materialization.metadata
+        for key in USAGE_METADATA:
+            total[key] += float(metadata[key].value) if key in metadata else 0.0
+    return total
+
+
+def run_budget(context, settings: PipelineSettings, gpu_step: bool = False) -> RunBudget:
+    """The run's budget as a step starting now sees it: the run's start and its steps' cost so far."""
+    run_id = context.run.run_id
+    stats = context.instance.get_run_stats(run_id)
+    return RunBudget(settings.constraints, run_started=stats.start_time or time.time(),
+                     spent_cost=run_usage(context.instance, run_id)["cost"], step_started=time.time(),
+                     gpus=gpus_held(settings) if gpu_step else 0)
+
+
+def gpus_held(settings: PipelineSettings) -> int:
+    """GPUs a training step holds: its pod's on Kubernetes, else one per training process when CUDA is here."""
+    if os.environ.get("LLMOPS_ENVIRONMENT") == "kubernetes":
+        return settings.stages.training.kubernetes.gpus
+    import torch
+
+    return settings.stages.training.nproc_per_node if torch.cuda.is_available() else 0
 
 
 # A run tagged with this rebuilds every artifact even when its inputs and config are unchanged

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from llmops_assets.core.config import UnmetRequirement
 from llmops_assets.training.config import TrainingSettings
 
 # What "all-linear" means for Unsloth, which takes module names (the attention and MLP projections).
@@ -20,7 +21,7 @@ def select_backend(requested: str, cuda_available: bool) -> str:
     unsloth_installed = importlib.util.find_spec("unsloth") is not None
     if requested == "unsloth":
         if not cuda_available or not unsloth_installed:
-            raise RuntimeError(
+            raise UnmetRequirement(
                 "backend 'unsloth' needs an NVIDIA GPU and the gpu extra (pip install -e '.[gpu]' "
                 "-c constraints-gpu.txt); use backend 'auto' or 'trl' on this machine"
             )
@@ -37,11 +38,11 @@ def current_backend(settings: TrainingSettings) -> str:
     if backend == "unsloth":
         import unsloth  # noqa: F401  -- before TRL is imported, so that its patches apply to the trainers
     elif "unsloth" in sys.modules:
-        raise RuntimeError("Unsloth was imported in this process and patches TRL process-wide (seen on an H100: "
+        raise UnmetRequirement("Unsloth was imported in this process and patches TRL process-wide (seen on an H100: "
                            "a LoRA run trained every weight and saved no adapter); run the trl backend in a "
                            "process of its own")
     if settings.lora.load_in_4bit and backend != "unsloth":
-        raise RuntimeError("lora.load_in_4bit (QLoRA) needs the unsloth backend on an NVIDIA GPU; "
+        raise UnmetRequirement("lora.load_in_4bit (QLoRA) needs the unsloth backend on an NVIDIA GPU; "
                            "set it to false to train LoRA on this machine")
     return backend
 

@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from llmops_assets.core.costs import RunBudget
 from llmops_assets.core.modeling import save_merged
 from llmops_assets.training.backends import current_backend, load_for_training
 from llmops_assets.training.config import ContinuedPretrainingSettings, TrainingSettings
@@ -66,7 +67,7 @@ def split_blocks(blocks: list[list[int]], cpt: ContinuedPretrainingSettings, see
 
 
 def train_cpt(base_dir: Path, texts: list[str], settings: TrainingSettings, model_dir: Path, work_dir: Path,
-              tracking_dir: Path, progress: Progress) -> TrainingOutcome:
+              tracking_dir: Path, progress: Progress, run_budget: RunBudget | None = None) -> TrainingOutcome:
     """Continue pretraining `base_dir` on `texts` and save the merged model to `model_dir`. The
     held-out loss before training is the first validation point (step 0), so the outcome tells
     whether the domain text got more predictable (`perplexity_ratio`)."""
@@ -97,7 +98,7 @@ def train_cpt(base_dir: Path, texts: list[str], settings: TrainingSettings, mode
         merged.eval()
         save_merged(merged, trainer.processing_class, base_dir, model_dir)
 
-    outcome = run_training(build, save, backend, settings, work_dir, tracking_dir, progress)
+    outcome = run_training(build, save, backend, settings, work_dir, tracking_dir, progress, run_budget)
     outcome.eval_points.insert(0, (0, before["eval_loss"]))
     return outcome
 

@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
+from llmops_assets.core.costs import BudgetExceeded
 from llmops_assets.training.runner import Progress, TrainingOutcome
 
 PROGRESS_PREFIX = "llmops-progress: "
@@ -40,6 +41,8 @@ def run_stage(train: Callable[..., TrainingOutcome], nproc_per_node: int, progre
                 else:
                     tail.append(line.rstrip())
         if process.returncode != 0 or not result.exists():
+            if (stopped := Path(folder) / "rank0.budget").exists():  # every rank stopped at the same step
+                raise BudgetExceeded(stopped.read_text())
             errors = [f"{path.stem}: {path.read_text()}" for path in sorted(Path(folder).glob("rank*.error"))]
             raise RuntimeError(f"torchrun ({nproc_per_node} processes) exited with {process.returncode}: "
                                + ("; ".join(errors) if errors else "\n" + "\n".join(tail)))
@@ -54,6 +57,9 @@ def _main(call_file: str) -> None:
     try:
         outcome = train(**call["arguments"], progress=(lambda message: print(PROGRESS_PREFIX + message, flush=True))
                         if rank == 0 else (lambda _: None))
+    except BudgetExceeded as exc:  # not a failure of the rank: the step refuses to spend more
+        (Path(call["errors"]) / f"rank{rank}.budget").write_text(str(exc))
+        raise
     except Exception as exc:  # the step reports each rank's own error, not torchrun's summary
         (Path(call["errors"]) / f"rank{rank}.error").write_text(f"{type(exc).__name__}: {exc}")
         raise

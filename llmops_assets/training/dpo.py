@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from llmops_assets.core.chat import model_messages, prompt_and_completion
+from llmops_assets.core.costs import RunBudget
 from llmops_assets.core.examples import pair_problem
 from llmops_assets.core.rows import Unreadable, jsonl_rows, quarantine_entry
 from llmops_assets.core.tools import ToolSchema
@@ -52,7 +53,7 @@ def to_preference_texts(pairs: list[dict[str, Any]], tokenizer: Any, system_prom
 
 def train_dpo(base_dir: Path, sft_adapter_dir: Path, pairs: list[dict[str, Any]], settings: TrainingSettings,
               system_prompt: str, adapter_dir: Path, work_dir: Path, tracking_dir: Path,
-              progress: Progress) -> TrainingOutcome:
+              progress: Progress, run_budget: RunBudget | None = None) -> TrainingOutcome:
     """Continue the SFT adapter with DPO and save the result (same LoRA shape) to `adapter_dir`.
     The outcome's final evaluation holds the held-out reward accuracy the gate reads."""
     from datasets import Dataset
@@ -77,4 +78,4 @@ def train_dpo(base_dir: Path, sft_adapter_dir: Path, pairs: list[dict[str, Any]]
     def save(trainer):
         trainer.model.save_pretrained(adapter_dir, selected_adapters=["default"])  # not TRL's frozen "ref" copy
 
-    return run_training(build, save, backend, settings, work_dir, tracking_dir, progress)
+    return run_training(build, save, backend, settings, work_dir, tracking_dir, progress, run_budget)

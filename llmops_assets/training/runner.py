@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llmops_assets.core.config import UnmetRequirement
+from llmops_assets.core.costs import BudgetExceeded, RunBudget, cpu_seconds, probe_steps
 from llmops_assets.training.config import TrackingSettings, TrainingSettings
 
 Progress = Callable[[str], None]
@@ -91,18 +93,23 @@ def trainer_arguments(settings: TrainingSettings, work_dir: Path, report_to: lis
 
 
 def run_training(build_trainer: Callable[[list[str], list], Any], save: Callable[[Any], None], backend: str,
-                 settings: TrainingSettings, work_dir: Path, tracking_dir: Path, progress: Progress) -> TrainingOutcome:
+                 settings: TrainingSettings, work_dir: Path, tracking_dir: Path, progress: Progress,
+                 run_budget: RunBudget | None = None) -> TrainingOutcome:
     """Train what `build_trainer(report_to, callbacks)` returns, resuming from the last complete
     checkpoint in `work_dir` (the same folder for the same inputs and settings), evaluate the final
-    step, `save(trainer)`, then remove the checkpoints."""
+    step, `save(trainer)`, then remove the checkpoints. When the rate of the first steps projects
+    the run past `run_budget`, stop there with `BudgetExceeded`: nothing saved, a checkpoint kept."""
     with experiment_tracking(settings.tracking, tracking_dir) as report_to:
-        budget = _Budget(settings.quality_gate.max_minutes * 60, progress)
+        budget = _Budget(settings.quality_gate.max_minutes * 60, progress, run_budget)
         trainer = build_trainer(report_to, [budget.callback()])
         resume = last_complete_checkpoint(work_dir)
         if resume:
             progress(f"resuming from {resume.name} (an earlier attempt stopped there)")
         started = time.monotonic()
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        if budget.overrun:
+            raise BudgetExceeded(f"stopped at step {trainer.state.global_step}/{trainer.state.max_steps}: "
+                                 f"{budget.overrun}; a rerun resumes from the checkpoint saved there")
         if not any(h.get("step") == trainer.state.global_step and "eval_loss" in h for h in trainer.state.log_history):
             trainer.evaluate()
         seconds = time.monotonic() - started
@@ -180,7 +187,7 @@ def experiment_tracking(tracking: TrackingSettings, directory: Path) -> Iterator
         yield []
         return
     if tracking.wandb == "online" and not os.environ.get("WANDB_API_KEY"):
-        raise RuntimeError("training.tracking.wandb is 'online' but WANDB_API_KEY is not set in the environment; "
+        raise UnmetRequirement("training.tracking.wandb is 'online' but WANDB_API_KEY is not set in the environment; "
                            "export it, or use 'offline' and `wandb sync` the runs later")
     directory.mkdir(parents=True, exist_ok=True)
     values = {"WANDB_MODE": tracking.wandb, "WANDB_DIR": str(directory), "WANDB_PROJECT": tracking.project,
@@ -229,11 +236,30 @@ def validation_rise(eval_points: list[tuple[int, float]], kept_step: int | None 
 
 
 class _Budget:
-    """Stops training at the time budget and reports step, loss and ETA as it goes."""
+    """Stops training at the stage's time budget, or as soon as the measured rate of its steps
+    projects the run past its budget; reports step, loss and ETA as it goes."""
 
-    def __init__(self, seconds: float, progress: Progress):
+    def __init__(self, seconds: float, progress: Progress, run_budget: RunBudget | None = None):
         self.seconds, self.progress, self.exceeded = seconds, progress, False
+        self.run_budget, self.overrun = run_budget, None
         self.started = time.monotonic()
+        self.rate_since: tuple[int, float, float] | None = None  # (step, wall, CPU seconds) training began at
+
+    def project(self, args, state) -> str | None:
+        """Why the run would exceed its budget at the rate of the steps so far (None: it fits),
+        decided by rank 0 for every rank so that DDP stops them together."""
+        first_step, wall_then, cpu_then = self.rate_since
+        done, now = state.global_step - first_step, time.monotonic()
+        per_step = (now - wall_then) / done
+        cores_busy = (cpu_seconds() - cpu_then) / max(now - wall_then, 1e-9) * args.world_size
+        over = self.run_budget.overrun(time.time() + per_step * (state.max_steps - state.global_step), cores_busy)
+        if args.world_size > 1:
+            import torch.distributed as dist
+
+            decision = [over]
+            dist.broadcast_object_list(decision, src=0)
+            over = decision[0]
+        return over
 
     def callback(self):
         from transformers import TrainerCallback
@@ -241,6 +267,9 @@ class _Budget:
         budget = self
 
         class _Callback(TrainerCallback):
+            def on_train_begin(self, args, state, control, **kwargs):
+                budget.rate_since = (state.global_step, time.monotonic(), cpu_seconds())
+
             def on_log(self, args, state, control, logs=None, **kwargs):
                 elapsed = time.monotonic() - budget.started
                 eta = elapsed / max(state.global_step, 1) * (state.max_steps - state.global_step)
@@ -255,5 +284,17 @@ class _Budget:
                 if time.monotonic() - budget.started > budget.seconds:
                     budget.exceeded = True
                     control.should_training_stop = True
+                if budget.run_budget is not None and budget.overrun is None and _probe_now(args, state, budget):
+                    budget.overrun = budget.project(args, state)
+                    if budget.overrun:
+                        budget.progress(f"stopping at step {state.global_step}: {budget.overrun}")
+                        control.should_training_stop = control.should_save = True
 
         return _Callback()
+
+
+def _probe_now(args, state, budget: _Budget) -> bool:
+    """Project after the first `probe_share` of the steps since training began, then at each evaluation."""
+    done = state.global_step - budget.rate_since[0]
+    first = probe_steps(state.max_steps - budget.rate_since[0], budget.run_budget.constraints.probe_share)
+    return done == first or (done > first and state.global_step % max(args.eval_steps or 1, 1) == 0)

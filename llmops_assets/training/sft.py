@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from llmops_assets.core.chat import model_messages, prompt_and_completion
+from llmops_assets.core.costs import RunBudget
 from llmops_assets.training.backends import current_backend, load_for_training
 from llmops_assets.training.config import TrainingSettings
 from llmops_assets.training.runner import Progress, TrainingOutcome, run_training, trainer_arguments
@@ -29,6 +30,7 @@ def train_sft(
     work_dir: Path,
     tracking_dir: Path,
     progress: Progress,
+    run_budget: RunBudget | None = None,
 ) -> TrainingOutcome:
     """Train a LoRA adapter on `base_dir` and save it to `adapter_dir`.
 
@@ -42,7 +44,7 @@ def train_sft(
                                  report_to, callbacks, backend)
 
     return run_training(build, lambda trainer: trainer.model.save_pretrained(adapter_dir), backend,
-                        settings, work_dir, tracking_dir, progress)
+                        settings, work_dir, tracking_dir, progress, run_budget)
 
 
 def build_sft_trainer(base_dir: Path, train_rows, validation_rows, settings: TrainingSettings, system_prompt: str,

@@ -12,21 +12,16 @@ import time
 import pytest
 import s3fs
 import sqlalchemy
-import yaml
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
 
 from llmops_assets.core.storage import ArtifactStore
 from llmops_assets.definitions import defs
 from llmops_assets_tests.conftest import derived_config, gate_count, stop_servers
-from llmops_assets_tests.graph import describe
-from llmops_assets_tests.postgres_server import postgres_server
+from llmops_assets_tests.graph import assets_of_every_run
+from llmops_assets_tests.postgres_server import postgres_server, write_instance
 from llmops_assets_tests.s3_double import new_bucket
 
-# release_roles materializes only when a promotion changes roles; feedback_log's days come from its sensor.
-EVERY_RUN = set(describe(defs)["assets"]) - {"release_roles", "feedback_log"}
-# SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3, whose server-side parameters break
-# dagster-postgres' NOTIFY: the instance and the request log name psycopg2.
-DRIVER = "postgresql+psycopg2://"
+EVERY_RUN = assets_of_every_run(defs)
 
 pytestmark = pytest.mark.slow
 
@@ -36,12 +31,10 @@ def cluster_run(tmp_path_factory, s3_environment):
     tmp = tmp_path_factory.mktemp("beyond_one_machine")
     s3 = s3_environment
     with postgres_server(("dagster", "llmops")) as postgres:
-        postgres = postgres.replace("postgresql://", DRIVER)
         bucket = new_bucket(s3)
         home, dagster_home = tmp / "home", tmp / "dagster_home"
         dagster_home.mkdir()
-        (dagster_home / "dagster.yaml").write_text(yaml.safe_dump({
-            "storage": {"postgres": {"postgres_url": f"{postgres}/dagster"}}, "telemetry": {"enabled": False}}))
+        write_instance(dagster_home, postgres)
         config = derived_config(tmp, {"stages": {"deployment": {"gateway": {"request_log": f"{postgres}/llmops"}}}})
         environment = {**os.environ, **s3, "DAGSTER_HOME": str(dagster_home), "LLMOPS_ENVIRONMENT": "multiprocess",
                        "LLMOPS_CONFIG": str(config), "LLMOPS_ARTIFACTS": f"{bucket}/artifacts", "LLMOPS_HOME": str(home)}

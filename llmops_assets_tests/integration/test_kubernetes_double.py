@@ -23,14 +23,13 @@ from llmops_assets.core.storage import ArtifactStore
 from llmops_assets.definitions import defs
 from llmops_assets.deployment import gateway, servers
 from llmops_assets_tests.conftest import derived_config
-from llmops_assets_tests.graph import describe
+from llmops_assets_tests.graph import assets_of_every_run
 from llmops_assets_tests.k8s_double import KubernetesDouble
-from llmops_assets_tests.postgres_server import postgres_server
+from llmops_assets_tests.postgres_server import postgres_server, write_instance
 from llmops_assets_tests.s3_double import new_bucket
 
-EVERY_RUN = set(describe(defs)["assets"]) - {"release_roles", "feedback_log"}
+EVERY_RUN = assets_of_every_run(defs)
 TRAINING_STEPS = {"cpt_model", "sft_adapter", "dpo_adapter"}
-DRIVER = "postgresql+psycopg2://"  # see test_beyond_one_machine.py
 SERVING = {"server": "kubernetes"}  # releases and the gateway as Deployments with Services
 RUN_TIMEOUT_S = 1200
 
@@ -53,16 +52,15 @@ class Cluster:
             secrets={"llmops-secrets": s3}, instance_home=self.instance_home, workdir=tmp / "pods",
             executable_dir=Path(sys.executable).parent)
         kubeconfig = self.double.start()
-        (self.instance_home / "dagster.yaml").write_text(yaml.safe_dump({
-            "storage": {"postgres": {"postgres_url": f"{postgres}/dagster"}},
-            "run_launcher": {"module": "dagster_k8s", "class": "K8sRunLauncher", "config": {
+        write_instance(
+            self.instance_home, postgres,
+            run_launcher={"module": "dagster_k8s", "class": "K8sRunLauncher", "config": {
                 "load_incluster_config": False, "kubeconfig_file": str(kubeconfig), "job_namespace": "llmops",
                 "service_account_name": "dagster",
                 "instance_config_map": "dagster-instance", "dagster_home": "/opt/dagster/dagster_home",
                 "job_image": "llmops-assets:test", "env_config_maps": ["llmops-env"], "env_secrets": ["llmops-secrets"]}},
             # launched at once by `dagster job launch` (a cluster's daemon dequeues them; none runs here)
-            "run_coordinator": {"module": "dagster.core.run_coordinator", "class": "DefaultRunCoordinator"},
-            "telemetry": {"enabled": False}}))
+            run_coordinator={"module": "dagster.core.run_coordinator", "class": "DefaultRunCoordinator"})
         self.instance = DagsterInstance.from_config(str(self.instance_home))
         self.store = ArtifactStore(f"{bucket}/artifacts", cache_dir=tmp / "reader")
 
@@ -98,7 +96,7 @@ class Cluster:
 def cluster(tmp_path_factory, s3_environment):
     tmp = tmp_path_factory.mktemp("k8s_double")
     with postgres_server(("dagster", "llmops")) as postgres:
-        cluster = Cluster(tmp, postgres.replace("postgresql://", DRIVER), s3_environment, new_bucket(s3_environment))
+        cluster = Cluster(tmp, postgres, s3_environment, new_bucket(s3_environment))
         try:
             yield cluster
         finally:

@@ -24,16 +24,14 @@ from llmops_assets.definitions import build_definitions, defs
 from llmops_assets.deployment import servers
 from llmops_assets.deployment.targets import ollama_answers, ollama_host
 from llmops_assets.orchestration.data.feedback import feedback_log, feedback_sensor
-from llmops_assets.orchestration.resources import SOURCE_FILES, ArtifactStoreResource, PipelineConfig
+from llmops_assets.orchestration.resources import SOURCE_FILES, ArtifactStoreResource, PipelineConfig, run_usage
 from llmops_assets.orchestration.sensors import training_data_sensor
 from llmops_assets.settings import load_settings
 from llmops_assets_tests.conftest import TINY_CONFIG, derived_config, gate_count, registry_of, stop_servers
-from llmops_assets_tests.graph import describe
+from llmops_assets_tests.graph import assets_of_every_run
 from llmops_assets_tests.ollama_double import OllamaDouble
 
-# release_roles materializes only when a promotion changes roles: with no challenger, never;
-# feedback_log's days come from feedback_sensor, not from the whole-graph run.
-EVERY_RUN = set(describe(defs)["assets"]) - {"release_roles", "feedback_log"}
+EVERY_RUN = assets_of_every_run(defs)
 DOWNSTREAM_OF_TRAINING = {"dpo_adapter", "eval_report", "merged_model", "gguf_model", "deployed_model"}
 
 
@@ -342,6 +340,55 @@ def test_each_gate_fails_through_its_check_when_its_threshold_is_not_met(pipelin
     checked = run_pipeline(instance, derived_config(tmp_path, {"stages": change}), home, job="checks_only")
     failed = [(e.asset_key.to_user_string(), e.check_name) for e in checked.get_asset_check_evaluations() if not e.passed]
     assert failed == [check]
+    assert releases.read_status(home) == before
+
+
+def test_every_metered_step_records_its_usage_and_cost_and_the_run_sums_them(pipeline):
+    instance, _, result = pipeline
+    rate = load_settings(TINY_CONFIG).constraints.rates.cpu_core_hour / 3600
+    steps = {"raw_examples", "curated_dataset", "base_model", "sft_adapter", "eval_report", "gguf_model", "deployed_model"}
+    for asset in steps:
+        usage = {k: v.value for k, v in result.asset_materializations_for_node(asset)[0].metadata.items()}
+        assert usage["wall_seconds"] > 0 and usage["cpu_seconds"] > 0 and usage["gpu_seconds"] == 0  # no GPU here
+        assert usage["cost"] == pytest.approx(usage["cpu_seconds"] * rate)
+    total = run_usage(instance, result.run_id)
+    recorded = [e.step_materialization_data.materialization.metadata for e in result.get_asset_materialization_events()]
+    assert total["cost"] > 0 and total["cost"] == pytest.approx(sum(m["cost"].value for m in recorded if "cost" in m))
+
+
+def test_the_run_budget_gates_fail_when_the_run_is_over_its_budget(pipeline, tmp_path):
+    """The gates alone re-run with a budget of a few microseconds: each training stage's
+    within_run_budget fails, and what is served does not change."""
+    instance, home, _ = pipeline
+    before = releases.read_status(home)
+    tight = derived_config(tmp_path, {"constraints": {"max_time_hours": 1e-9}})
+    checked = run_pipeline(instance, tight, home, job="checks_only")
+    failed = {(e.asset_key.to_user_string(), e.check_name) for e in checked.get_asset_check_evaluations() if not e.passed}
+    assert failed == {(asset, "within_run_budget") for asset in ("cpt_model", "sft_adapter", "dpo_adapter")}
+    assert releases.read_status(home) == before
+
+
+def test_a_training_step_projected_past_the_run_budget_stops_before_spending_it(pipeline, tmp_path):
+    """Priced at 1 per CPU core-second with max_cost 1, the new adapter's first 2 of 12 steps
+    project the run past its budget: the step stops there (a refusal, not retried), publishes
+    nothing, and the rerun with the usual budget resumes from the checkpoint it kept."""
+    instance, home, _ = pipeline
+    before = releases.read_status(home)
+    new_adapter = {"stages": {"training": {"learning_rate": 0.0031}}}
+
+    def train_sft_in(folder, changes):
+        folder.mkdir()
+        config = derived_config(folder, new_adapter | changes)
+        return build_definitions(PipelineConfig(config_path=str(config)), ArtifactStoreResource(home=str(home))) \
+            .resolve_job_def("full_pipeline").execute_in_process(asset_selection=[AssetKey("sft_adapter")],
+                                                                 instance=instance, raise_on_error=False)
+
+    stopped = train_sft_in(tmp_path / "costly", {"constraints": {"max_cost": 1.0, "rates": {"cpu_core_hour": 3600}}})
+    assert "BudgetExceeded: stopped at step 2/12: the run would cost" in failure_reasons(stopped)["sft_adapter"]
+    assert not materialized(stopped) and not [e for e in stopped.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    resumed = train_sft_in(tmp_path / "usual", {})
+    assert resumed.success
+    assert latest(instance, "sft_adapter").metrics["resumed_from"] == "checkpoint-2"
     assert releases.read_status(home) == before
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from llmops_assets.core.costs import BudgetExceeded, Constraints, RunBudget
 from llmops_assets.core.storage import read_json, read_jsonl
 from llmops_assets.core.tools import ToolSchema
 from llmops_assets.data.synth import PREFERENCES_FILE, SEED_FILE
@@ -178,6 +179,39 @@ def test_unsloth_trains_the_same_adapter_as_trl_on_a_gpu(tiny_base, tmp_path):
     lora = [read_json(tmp_path / backend / "adapter" / "adapter_config.json") for backend in ("unsloth", "trl")]
     # Unsloth names each module by its path, PEFT by its suffix; PEFT matches either way.
     assert len({(c["r"], c["lora_alpha"], frozenset(m.rsplit(".", 1)[-1] for m in c["target_modules"])) for c in lora}) == 1
+
+
+def costly_budget() -> RunBudget:
+    """A run that may spend one CPU core-second in all, priced at 1 per core-second: training the
+    tiny model 12 steps takes several."""
+    now = time.time()
+    constraints = Constraints(max_cost=1.0, rates={"cpu_core_hour": 3600, "gpu_hour": 0})
+    return RunBudget(constraints, run_started=now, spent_cost=0.0, step_started=now)
+
+
+def test_training_projected_past_the_run_budget_stops_at_its_first_probe_and_resumes_later(tiny_base, tmp_path):
+    """The rate of the first 2 of 12 steps projects the run past max_cost: training stops there,
+    saves no adapter and keeps a checkpoint; with a larger budget the rerun resumes from it."""
+    said = []
+    settings = TrainingSettings.model_validate(QUICK)
+    with pytest.raises(BudgetExceeded, match=r"stopped at step 2/12: the run would cost [\d.]+ USD > max_cost 1.0"):
+        train_sft(tiny_base, TRAIN, VALIDATION, settings, SYSTEM, tmp_path / "adapter", tmp_path / "work",
+                  tmp_path / "wandb", said.append, run_budget=costly_budget())
+    assert any(line.startswith("stopping at step 2:") for line in said)
+    assert not (tmp_path / "adapter").exists() and (tmp_path / "work" / "checkpoint-2").is_dir()
+
+    resumed = train_sft(tiny_base, TRAIN, VALIDATION, settings, SYSTEM, tmp_path / "adapter", tmp_path / "work",
+                        tmp_path / "wandb", said.append)
+    assert resumed.extra["resumed_from"] == "checkpoint-2" and resumed.steps == 12
+
+
+def test_every_rank_stops_at_the_step_rank_zero_projected_past_the_budget(tiny_base, tmp_path):
+    settings = TrainingSettings.model_validate(QUICK | {"nproc_per_node": 2, "kubernetes": {"gpus": 0}})
+    with pytest.raises(BudgetExceeded, match=r"stopped at step 2/12"):
+        run_stage(train_sft, 2, lambda _: None, base_dir=tiny_base, train_rows=TRAIN, validation_rows=VALIDATION,
+                  settings=settings, system_prompt=SYSTEM, adapter_dir=tmp_path / "adapter", work_dir=tmp_path / "work",
+                  tracking_dir=tmp_path / "wandb", run_budget=costly_budget())
+    assert (tmp_path / "work" / "checkpoint-2").is_dir() and not (tmp_path / "adapter").exists()
 
 
 def test_two_processes_under_torchrun_train_one_adapter_with_ddp(tiny_base, tmp_path):

@@ -14,8 +14,8 @@ from dagster_k8s.job import DagsterK8sJobConfig, UserDefinedDagsterK8sConfig, co
 from kubernetes.client import ApiClient
 
 from llmops_assets.definitions import build_definitions, defs
-from llmops_assets.orchestration.environments import GPU_POOL, k8s_executor_config
-from llmops_assets.orchestration.resources import ArtifactStoreResource, PipelineConfig
+from llmops_assets.orchestration.environments import k8s_executor_config
+from llmops_assets.orchestration.resources import GPU_POOL, ArtifactStoreResource, PipelineConfig
 from llmops_assets.settings import load_settings
 from llmops_assets_tests.conftest import derived_config
 

@@ -4,8 +4,10 @@ passed) fails at once, since a retry could only repeat it."""
 from dagster import AssetExecutionContext, Backoff, RetryPolicy, materialize
 
 from llmops_assets.cli import failure_reasons, root_cause
+from llmops_assets.core.config import UnmetRequirement
 from llmops_assets.definitions import defs
 from llmops_assets.orchestration.resources import STEP_RETRY, Refused, retried_asset
+from llmops_assets.training.backends import select_backend
 
 QUICK = RetryPolicy(max_retries=2, delay=0)
 SERVICE_STEPS = {"raw_examples", "base_model", "cpt_model", "sft_adapter", "dpo_adapter", "eval_report", "merged_model",
@@ -38,11 +40,21 @@ def test_retries_end_after_the_policy_allows():
 
 def test_a_refusal_fails_at_once_with_its_own_message():
     for refusal in (ValueError("data.jsonl row 3: the last message must be the assistant's answer"),
-                    Refused("eval_report 1234 did not pass evaluation")):
+                    Refused("eval_report 1234 did not pass evaluation"),
+                    UnmetRequirement("training.tracking.wandb is 'online' but WANDB_API_KEY is not set")):
         result, calls = attempts_of(refusal, failures=5)
         [failure] = result.get_step_failure_events()
         assert calls == [0]
         assert root_cause(failure.step_failure_data.error).endswith(f"{type(refusal).__name__}: {refusal}")
+
+
+def test_settings_this_machine_cannot_meet_are_refused_not_retried():
+    """Asking for Unsloth without a GPU fails the same way on every attempt: 30 s of retries would hide it."""
+    try:
+        select_backend("unsloth", cuda_available=False)
+    except Exception as exc:  # noqa: BLE001 -- the real error, whatever its type, through the retry policy
+        result, calls = attempts_of(exc, failures=5)
+    assert calls == [0] and "needs an NVIDIA GPU" in failure_reasons(result)["flaky"]
 
 
 def test_the_steps_that_call_services_carry_the_retry_policy_with_backoff():

@@ -1,7 +1,7 @@
 """Data group: raw examples as ingested, and the curated, split dataset."""
 
 
-from dagster import AssetExecutionContext, MetadataValue, asset
+from dagster import AssetExecutionContext, MetadataValue
 
 from llmops_assets.core.chat import ChatTokenCounter
 from llmops_assets.core.contracts import DatasetReport
@@ -20,6 +20,7 @@ from llmops_assets.orchestration.resources import (
     PipelineConfig,
     artifact_result,
     markdown_image,
+    metered_asset,
     retried_asset,
 )
 
@@ -64,7 +65,7 @@ def raw_examples(context: AssetExecutionContext, pipeline: PipelineConfig, artif
                            first_synthetic_rejected=MetadataValue.json(expansion.rejected[:5]))
 
 
-@asset(automation_condition=AFTER_UPSTREAM_GATES, group_name="data", deps=["raw_examples", "base_model"],
+@metered_asset(automation_condition=AFTER_UPSTREAM_GATES, group_name="data", deps=["raw_examples", "base_model"],
        description="Format-valid, deduplicated examples split into train/validation/test, with a quality "
                    "report (token statistics use the base model's tokenizer).")
 def curated_dataset(context: AssetExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):

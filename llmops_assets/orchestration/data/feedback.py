@@ -40,6 +40,7 @@ from llmops_assets.orchestration.resources import (
     PipelineConfig,
     artifact_result,
     gate_result,
+    metered_asset,
     request_log,
 )
 
@@ -85,7 +86,7 @@ def all_feedback(context, artifacts: ArtifactStoreResource) -> tuple[list[dict],
     return items, {f"feedback_log:{day}": built.version for day, built in days.items()}
 
 
-@asset(automation_condition=AFTER_FEEDBACK_DAYS, group_name="data", deps=["feedback_log", "curated_dataset"],
+@metered_asset(automation_condition=AFTER_FEEDBACK_DAYS, group_name="data", deps=["feedback_log", "curated_dataset"],
        description="Preference pairs from feedback (chosen: the correction or an approved answer; rejected: the "
                    "answer disliked), checked like training rows; quarantined items keep their reason.")
 def preference_pairs(context: AssetExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):

@@ -12,14 +12,15 @@ from llmops_assets.core.storage import ArtifactWriter, link_tree, read_json, rea
 from llmops_assets.core.tools import ToolSchema
 from llmops_assets.data.ingest import ingest
 from llmops_assets.orchestration.conditions import AFTER_UPSTREAM_GATES
-from llmops_assets.orchestration.environments import GPU_POOL
 from llmops_assets.orchestration.resources import (
+    GPU_POOL,
     SOURCE_FILES,
     ArtifactStoreResource,
     PipelineConfig,
     artifact_result,
     markdown_image,
     retried_asset,
+    run_budget,
 )
 from llmops_assets.training.base_models import build_base_model, build_inputs
 from llmops_assets.training.cpt import perplexity_ratio, read_corpus, train_cpt
@@ -67,7 +68,7 @@ def cpt_model(context: AssetExecutionContext, pipeline: PipelineConfig, artifact
         outcome = run_stage(train_cpt, training.nproc_per_node, context.log.info, base_dir=base.path / "model",
                             texts=[text for _, text in documents], settings=training, model_dir=out.dir / "model",
                             work_dir=artifacts.store.work_dir("cpt_model", inputs, config),
-                            tracking_dir=artifacts.home_path / "wandb")
+                            tracking_dir=artifacts.home_path / "wandb", run_budget=run_budget(context, pipeline.settings, True))
         _write_training_record(out, outcome, perplexity_ratio=perplexity_ratio(outcome.validation_losses),
                                documents=len(documents))
 
@@ -92,6 +93,7 @@ def sft_adapter(context: AssetExecutionContext, pipeline: PipelineConfig, artifa
             train_rows=read_jsonl(data.path / "train.jsonl"), validation_rows=read_jsonl(data.path / "validation.jsonl"),
             settings=training, system_prompt=settings.domain.system_prompt, adapter_dir=out.dir / "adapter_weights",
             work_dir=artifacts.store.work_dir("sft_adapter", inputs, config), tracking_dir=artifacts.home_path / "wandb",
+            run_budget=run_budget(context, settings, True),
         )
         _record_base_by_version(out.dir / "adapter_weights" / "adapter_config.json", model.version)
         _write_training_record(out, outcome)
@@ -134,7 +136,7 @@ def dpo_adapter(context: AssetExecutionContext, pipeline: PipelineConfig, artifa
                             sft_adapter_dir=sft.path / "adapter_weights", pairs=pairs, settings=training,
                             system_prompt=settings.domain.system_prompt, adapter_dir=out.dir / "adapter_weights",
                             work_dir=artifacts.store.work_dir("dpo_adapter", inputs, config),
-                            tracking_dir=artifacts.home_path / "wandb")
+                            tracking_dir=artifacts.home_path / "wandb", run_budget=run_budget(context, settings, True))
         _record_base_by_version(out.dir / "adapter_weights" / "adapter_config.json", model.version)
         _write_training_record(out, outcome, preference_pairs=len(pairs), quarantined=len(quarantined),
                                held_out_pairs=len(split_pairs(pairs, training.dpo, training.seed)[1]),

@@ -1,13 +1,16 @@
 """Training gates: blocking checks on `cpt_model`, `sft_adapter` and `dpo_adapter`, thresholds
-from `stages.training` (`quality_gate`, `continued_pretraining.quality_gate`, `dpo.quality_gate`).
+from `stages.training` (`quality_gate`, `continued_pretraining.quality_gate`, `dpo.quality_gate`)
+and the run's budget from `constraints`.
 A switched-off stage passes its gates with a note saying so: it changed nothing."""
 
+
+import time
 
 from dagster import AssetCheckExecutionContext, AssetCheckResult, asset_check
 
 from llmops_assets.core.statistics import binomial_bounds
 from llmops_assets.core.storage import read_json
-from llmops_assets.orchestration.resources import ArtifactStoreResource, PipelineConfig, gate_result
+from llmops_assets.orchestration.resources import ArtifactStoreResource, PipelineConfig, gate_result, run_budget
 from llmops_assets.training.cpt import perplexity_ratio
 from llmops_assets.training.runner import validation_rise
 
@@ -109,3 +112,25 @@ def preference_accuracy(context: AssetCheckExecutionContext, pipeline: PipelineC
 def dpo_within_time_budget(context: AssetCheckExecutionContext, pipeline: PipelineConfig,
                            artifacts: ArtifactStoreResource):
     return _time_gate(_metrics(context, artifacts, "dpo_adapter"), pipeline)
+
+
+def _run_budget_gate(asset: str):
+    @asset_check(asset=asset, name="within_run_budget", blocking=True,
+                 description="The run so far within its budget (constraints: max_time_hours, max_cost), as the larger "
+                             "share of either used; training itself stops before a projected overrun.")
+    def within_run_budget(context: AssetCheckExecutionContext, pipeline: PipelineConfig):
+        budget = run_budget(context, pipeline.settings)
+        limits, now = budget.constraints, time.time()
+        share = budget.share_used(now, budget.spent_cost)
+        unset = limits.max_time_hours is None and limits.max_cost is None
+        return gate_result("run_budget_share", share, 1.0, share <= 1.0, run_hours=(now - budget.run_started) / 3600,
+                           run_cost=budget.spent_cost, max_time_hours=limits.max_time_hours or "none",
+                           max_cost=limits.max_cost or "none", currency=limits.currency,
+                           **({"note": "no budget set (constraints)"} if unset else {}))
+
+    within_run_budget.__name__ = f"{asset}_within_run_budget"
+    return within_run_budget
+
+
+cpt_within_run_budget, sft_within_run_budget, dpo_within_run_budget = (
+    _run_budget_gate(asset) for asset in ("cpt_model", "sft_adapter", "dpo_adapter"))
