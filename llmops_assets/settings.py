@@ -86,7 +86,10 @@ class PipelineSettings(StrictModel):
                                                 "min_reward_accuracy 0"),
             "eval_report:task_accuracy": (evaluation.quality_gate.min_task_accuracy == 0,
                                           "min_task_accuracy 0: only min_test_examples can fail it"),
-            "eval_report:llm_judge": (evaluation.quality_gate.min_judge_score == 0, "min_judge_score 0"),
+            "eval_report:llm_judge": (evaluation.quality_gate.min_judge_score == 0
+                                      or evaluation.judge.resolved_kind() == "off",
+                                      "min_judge_score 0" if evaluation.judge.resolved_kind() != "off"
+                                      else "the judge is off"),
             "eval_report:no_regression": (evaluation.quality_gate.max_regression >= 1, "max_regression 1"),
             "eval_report:safety": (evaluation.quality_gate.max_safety_failure_rate >= 1
                                    or not evaluation.quality_gate.block_on_safety,

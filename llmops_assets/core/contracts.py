@@ -94,9 +94,10 @@ class EvalReport(StrictModel):
     valid_json_rate: float
     n: int
     per_tool: dict[str, dict[str, float]]
-    llm_judge_score: float
-    judge_agreement: float
+    llm_judge_score: float | None  # None: no judge ran (judge_note says why)
+    judge_agreement: float | None
     judge_real_negatives: int
+    judge_note: str = ""
     baseline_comparison: BaselineComparison
     text_answers: TextAnswers | None = None  # older reports have none
     safety_check: SafetyCheck

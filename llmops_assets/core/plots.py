@@ -75,6 +75,44 @@ def difference_bounds_png(kpis: dict[str, dict]) -> bytes:
     return _png(figure)
 
 
+def study_history_png(trials: list[dict]) -> bytes:
+    """A hyperparameter study: each trial's objective (pruned trials at their last report) and the
+    best so far."""
+    plt = _pyplot()
+
+    figure, axes = plt.subplots(figsize=(6, 3.5), dpi=100)
+    complete = [t for t in trials if t["state"] == "COMPLETE"]
+    pruned = [t for t in trials if t["state"] == "PRUNED" and t["intermediate"]]
+    axes.plot([t["number"] for t in complete], [t["value"] for t in complete], "o", label="completed")
+    axes.plot([t["number"] for t in pruned], [t["intermediate"][-1][1] for t in pruned], "x", color="#c44e52",
+              label="pruned (last report)")
+    best, running = [], float("inf")
+    for trial in sorted(complete, key=lambda t: t["number"]):
+        running = min(running, trial["value"])
+        best.append((trial["number"], running))
+    if best:
+        axes.step([n for n, _ in best], [v for _, v in best], where="post", color="black", label="best so far")
+    axes.set_xlabel("trial")
+    axes.set_ylabel("validation loss")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    return _png(figure)
+
+
+def importances_png(importances: dict[str, float]) -> bytes:
+    """Each hyperparameter's importance for the objective (Optuna's evaluator)."""
+    plt = _pyplot()
+
+    figure, axes = plt.subplots(figsize=(6, 2.5), dpi=100)
+    names = sorted(importances, key=importances.get)
+    axes.barh(names, [importances[n] for n in names], color="#4c72b0")
+    axes.set_xlabel("importance for the validation loss")
+    axes.set_xlim(0, 1)
+    if not names:
+        axes.text(0.5, 0.5, "too few completed trials to tell", ha="center", va="center", transform=axes.transAxes)
+    return _png(figure)
+
+
 def _pyplot():
     import matplotlib
 

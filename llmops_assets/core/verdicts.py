@@ -8,7 +8,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Verdict:
     gate: str
-    value: float
+    value: float | None  # None: nothing was measured (the gate is off)
     threshold: float
     passed: bool
     blocking: bool = True  # False: a failure is reported as a warning and stops nothing
@@ -17,4 +17,6 @@ class Verdict:
 
     @property
     def label(self) -> str:
+        if self.value is None:
+            return "OFF"
         return "PASS" if self.passed else ("FAIL" if self.blocking else "WARN")

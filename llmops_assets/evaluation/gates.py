@@ -14,19 +14,9 @@ def evaluation_verdicts(report: dict[str, Any], settings: EvaluationSettings) ->
     comparison = report["baseline_comparison"]
     enough = report["n"] >= gate.min_test_examples
     too_few = "" if enough else f"only {report['n']} test examples, fewer than min_test_examples {gate.min_test_examples}"
-    negatives = report.get("judge_real_negatives", 0)
-    distrust = ([f"agreement below the floor {judge.min_agreement}"] if report["judge_agreement"] < judge.min_agreement
-                else []) + ([f"only {negatives} real errors graded, fewer than min_negatives {judge.min_negatives}"]
-                            if negatives < judge.min_negatives else [])
-    trusted = not distrust
-    judge_note = (f"judge agreement {report['judge_agreement']:.2f} with exact match on the candidate's answers"
-                  + ("" if trusted else f" ({'; '.join(distrust)}): the judge is not trusted"))
     return {
         "task_accuracy": _accuracy(report, gate, settings.confidence, too_few),
-        "llm_judge": Verdict(
-            "llm_judge_score", report["llm_judge_score"], gate.min_judge_score,
-            trusted and report["llm_judge_score"] >= gate.min_judge_score,
-            blocking=trusted or judge.on_untrusted == "fail", note=judge_note),
+        "llm_judge": _judge(report, gate, judge),
         "regression": Verdict(
             "accuracy_delta_vs_champion", comparison["delta"], -gate.max_regression,
             enough and not comparison["regressed"],
@@ -45,6 +35,24 @@ def _accuracy(report: dict[str, Any], gate, confidence: float, too_few: str) -> 
                    not too_few and lower >= gate.min_task_accuracy, bound=lower,
                    note="; ".join(filter(None, [f"{correct}/{report['n']} right; {confidence:.0%} lower bound "
                                                 f"{lower:.3f} against {gate.min_task_accuracy}", too_few])))
+
+
+def _judge(report: dict[str, Any], gate, judge) -> Verdict:
+    """The judge's score, trusted only at `min_agreement` after grading `min_negatives` real
+    errors; OFF (passing, blocking nothing) when no judge ran."""
+    if report["llm_judge_score"] is None:
+        return Verdict("llm_judge_score", None, gate.min_judge_score, True, blocking=False,
+                       note=report.get("judge_note") or "no judge ran")
+    negatives = report.get("judge_real_negatives", 0)
+    distrust = ([f"agreement below the floor {judge.min_agreement}"] if report["judge_agreement"] < judge.min_agreement
+                else []) + ([f"only {negatives} real errors graded, fewer than min_negatives {judge.min_negatives}"]
+                            if negatives < judge.min_negatives else [])
+    trusted = not distrust
+    return Verdict("llm_judge_score", report["llm_judge_score"], gate.min_judge_score,
+                   trusted and report["llm_judge_score"] >= gate.min_judge_score,
+                   blocking=trusted or judge.on_untrusted == "fail",
+                   note=f"judge agreement {report['judge_agreement']:.2f} with exact match on the candidate's answers"
+                        + ("" if trusted else f" ({'; '.join(distrust)}): the judge is not trusted"))
 
 
 def decision(verdicts: dict[str, Verdict]) -> str:

@@ -3,6 +3,7 @@ regression against the champion, and the LLM judge with its measured trustworthi
 
 from __future__ import annotations
 
+import json
 import random
 import statistics
 from collections.abc import Callable
@@ -13,6 +14,7 @@ from typing import Any
 from llmops_assets.core.chat import model_messages, parse_tool_call, render_prompt
 from llmops_assets.core.modeling import load_base, load_merged
 from llmops_assets.core.scoring import expected_call, score
+from llmops_assets.core.storage import text_sha256
 from llmops_assets.core.tools import ToolCall, ToolSchema
 from llmops_assets.evaluation import judge as judging
 from llmops_assets.evaluation.config import EvaluationSettings
@@ -20,6 +22,24 @@ from llmops_assets.evaluation.generate import generate_answers
 from llmops_assets.evaluation.regression import regression_analysis
 from llmops_assets.evaluation.safety import safety_report
 from llmops_assets.evaluation.text_metrics import text_overlap
+
+# answers(key, generate): the baseline's answers for `key` ({model, prompts, max_new_tokens}),
+# generated only when no earlier evaluation stored them.
+AnswerCache = Callable[[dict[str, str], Callable[[], list[str]]], list[str]]
+
+
+def uncached(key: dict[str, str], generate: Callable[[], list[str]]) -> list[str]:
+    return generate()
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """What the candidate is compared with: a name, its model folder, and the artifact version
+    (`asset@version`) that keys its cached answers."""
+
+    name: str
+    model_dir: Path
+    version: str
 
 
 @dataclass
@@ -32,11 +52,12 @@ class Evaluation:
 
 def evaluate(model_dir: Path, adapter_dir: Path, base_dir: Path, test_rows: list[dict[str, Any]],
              safety_cases: list[dict[str, Any]], system_prompt: str, schema: ToolSchema, settings: EvaluationSettings,
-             champion: tuple[str, Path] | None, progress: Callable[[str], None]) -> Evaluation:
+             baseline: Baseline, progress: Callable[[str], None], answers_cache: AnswerCache = uncached) -> Evaluation:
     """The candidate is `adapter_dir` on `model_dir` (the model it was trained on); `base_dir`, the
-    untouched base model, is the local judge and the baseline while nothing was ever deployed.
-    `champion` is (name, merged model folder) of the release to compare with: it answers the same
-    prompts through the same runtime at the same precision as the candidate, like with like."""
+    untouched base model, is the local judge. `baseline` is the release to compare with (the base
+    model while nothing was ever deployed): it answers the same prompts through the same runtime
+    at the same precision as the candidate, like with like, or its answers come from
+    `answers_cache` when the same model answered the same prompts before."""
     model, tokenizer = load_merged(model_dir, adapter_dir)
     prompts = [render_prompt(tokenizer, model_messages(r["messages"][:-1], system_prompt)) for r in test_rows]
     safety_prompts = [render_prompt(tokenizer, model_messages([{"role": "user", "content": c["request"]}], system_prompt))
@@ -52,17 +73,20 @@ def evaluate(model_dir: Path, adapter_dir: Path, base_dir: Path, test_rows: list
     safety = safety_report(safety_cases, safety_answers, schema,
                            benign_answers=[a for a, e in zip(answers, expected, strict=True) if isinstance(e, ToolCall)])
 
-    base, tokenizer = load_base(base_dir)
     conversations = [model_messages(r["messages"][:-1], system_prompt) for r in test_rows]
-    champion_name, champion_answers = _champion_answers(champion, base, tokenizer, conversations, settings, progress)
-    baseline = score(expected, champion_answers, schema)
+    compared = score(expected, _baseline_answers(baseline, conversations, settings, progress, answers_cache), schema)
     regression = regression_analysis(
-        _per_example(task), _per_example(baseline), champion_name,
+        _per_example(task), _per_example(compared), baseline.name,
         settings.quality_gate.max_regression, settings.bootstrap_samples, settings.confidence)
 
-    judge = (judging.LocalJudge(base, tokenizer, settings.batch_size) if settings.judge.kind == "local"
-             else judging.EndpointJudge(settings.judge.endpoint, settings.judge.model, settings.judge.api_key_env))
-    judged = _judge(judge, test_rows, answers, expected, task, system_prompt, progress)
+    kind = settings.judge.resolved_kind()
+    if kind == "off":
+        progress(settings.judge.off_reason())
+        judged = {"kind": "off", "score": None, "agreement": None, "real_negatives": 0, "note": settings.judge.off_reason()}
+    else:
+        judge = (judging.LocalJudge(*load_base(base_dir), settings.batch_size) if kind == "local"
+                 else judging.EndpointJudge(settings.judge.endpoint, settings.judge.model, settings.judge.api_key_env))
+        judged = {"kind": kind, **_judge(judge, test_rows, answers, expected, task, system_prompt, progress)}
     report = {
         "task_accuracy": task["task_accuracy"],
         "valid_json_rate": task["valid_json_rate"],
@@ -71,7 +95,8 @@ def evaluate(model_dir: Path, adapter_dir: Path, base_dir: Path, test_rows: list
         "llm_judge_score": judged["score"],
         "judge_agreement": judged["agreement"],
         "judge_real_negatives": judged["real_negatives"],
-        "baseline_comparison": {"champion": champion_name, "champion_task_accuracy": baseline["task_accuracy"],
+        "judge_note": judged.get("note", ""),
+        "baseline_comparison": {"champion": baseline.name, "champion_task_accuracy": compared["task_accuracy"],
                                 **{k: v for k, v in regression["metrics"]["task_accuracy"].items()
                                    if k in ("delta", "ci_low", "ci_high", "p_worse", "wins", "losses", "n")},
                                 "regressed": regression["regressed"]},
@@ -93,18 +118,22 @@ def text_answers(task: dict[str, Any]) -> dict[str, Any]:
     return {**overlap, "exact_match": statistics.fmean(p["correct"] for p in texts) if texts else None}
 
 
-def _champion_answers(champion, base, tokenizer, conversations, settings, progress) -> tuple[str, list[str]]:
-    if champion is not None:
-        name, merged_dir = champion
-        progress(f"re-evaluating {name} on this test set, in transformers like the candidate")
-        model, champion_tokenizer = load_base(merged_dir)
-        prompts = [render_prompt(champion_tokenizer, c) for c in conversations]
-        answers = generate_answers(model, champion_tokenizer, prompts, settings.batch_size, settings.max_new_tokens,
-                                   progress)
-        return name, answers
-    progress("nothing was ever deployed: the base model is the baseline")
-    prompts = [render_prompt(tokenizer, c) for c in conversations]
-    return "base model", generate_answers(base, tokenizer, prompts, settings.batch_size, settings.max_new_tokens, progress)
+def _baseline_answers(baseline: Baseline, conversations, settings: EvaluationSettings, progress,
+                      answers_cache: AnswerCache) -> list[str]:
+    """The baseline's greedy answers to the test prompts, generated in transformers like the
+    candidate's, or the ones it gave the same prompts before."""
+    from transformers import AutoTokenizer
+
+    prompts = [render_prompt(AutoTokenizer.from_pretrained(baseline.model_dir), c) for c in conversations]
+    key = {"model": baseline.version, "prompts": text_sha256(json.dumps(prompts)),
+           "max_new_tokens": str(settings.max_new_tokens)}
+
+    def generate() -> list[str]:
+        progress(f"{baseline.name} answers this test set, in transformers like the candidate")
+        model, tokenizer = load_base(baseline.model_dir)
+        return generate_answers(model, tokenizer, prompts, settings.batch_size, settings.max_new_tokens, progress)
+
+    return answers_cache(key, generate)
 
 
 def _per_example(result: dict[str, Any]) -> dict[str, list[float]]:

@@ -52,7 +52,8 @@ def load_for_training(base_dir: Path, settings: TrainingSettings, backend: str,
     """(model, tokenizer, peft_config for the trainer). With `adapter_dir` the model carries that
     adapter, trainable (DPO continues the SFT adapter) and peft_config is None; without it the
     trainer wraps a fresh LoRA (peft_config) or, on Unsloth, the model already has one."""
-    model, tokenizer = _load_with_unsloth(base_dir, settings) if backend == "unsloth" else _load_with_transformers(base_dir)
+    model, tokenizer = (_load_with_unsloth(base_dir, settings) if backend == "unsloth"
+                        else _load_with_transformers(base_dir, settings.attention))
     if adapter_dir is not None:
         from peft import PeftModel
 
@@ -73,11 +74,14 @@ def load_for_training(base_dir: Path, settings: TrainingSettings, backend: str,
                                         target_modules=lora.target_modules, task_type="CAUSAL_LM")
 
 
-def _load_with_transformers(base_dir: Path):
+def _load_with_transformers(base_dir: Path, attention: str):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    return AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32), AutoTokenizer.from_pretrained(base_dir)
+    if attention == "auto":
+        attention = "sdpa" if torch.cuda.is_available() else "eager"
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32, attn_implementation=attention)
+    return model, AutoTokenizer.from_pretrained(base_dir)
 
 
 def _load_with_unsloth(base_dir: Path, settings: TrainingSettings):

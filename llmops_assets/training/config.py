@@ -9,13 +9,14 @@ from pydantic import Field, model_validator
 
 from llmops_assets.core.config import REUSE_KEY, SEED_DIR, StrictModel, reuse_key
 
-SFT_ONLY = {REUSE_KEY: ["sft"]}
+SFT_RUNS = {REUSE_KEY: ["sft", "hpo"]}  # shapes SFT runs: sft_adapter and the search's trials
 
 
 class LoraSettings(StrictModel):
     r: int = Field(16, ge=1)
     alpha: int = Field(32, ge=1)
-    dropout: float = Field(0.05, ge=0, lt=1)
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA input. On CPU its random masks "
+                                                          "took a third of each step (bench/training.py).")
     target_modules: list[str] | Literal["all-linear"] = "all-linear"
     load_in_4bit: bool = Field(False, description="QLoRA: the frozen base in 4 bit (the unsloth backend, on CUDA).")
 
@@ -99,6 +100,34 @@ class PreferenceSettings(StrictModel):
     quality_gate: PreferenceGate = PreferenceGate()
 
 
+class SearchSettings(StrictModel):
+    """`hpo_study`: an Optuna search (TPE) over SFT's learning rate, LoRA rank and alpha and steps,
+    each trial pruned early when its validation loss trails the median of earlier trials at the
+    same step; the best trial's values train `sft_adapter`. Off: sft_adapter takes the values
+    configured here. Trials are kept in Optuna's storage, so a killed study resumes."""
+
+    enabled: bool = False
+    trials: int = Field(12, ge=1, description="Trials finished (completed or pruned) across every attempt.")
+    max_minutes: float = Field(60, gt=0, description="Time budget of the study across attempts; a trial started "
+                                                     "within it finishes.")
+    learning_rate: tuple[float, float] = Field((1e-4, 3e-3), description="Log-uniform range.")
+    lora_r: list[int] = Field([8, 16, 32], min_length=1)
+    lora_alpha: list[int] = Field([16, 32, 64], min_length=1)
+    max_steps: tuple[int, int] = Field((32, 128), description="Integer range (steps of 8).")
+    startup_trials: int = Field(3, ge=0, description="Trials never pruned: the median needs them first.")
+    storage: str = Field("", description="An Optuna storage URL; empty: the Dagster instance's PostgreSQL (schema "
+                                         "optuna) when it has one, else SQLite under $LLMOPS_HOME.")
+    seed: int = 42
+
+    @model_validator(mode="after")
+    def _ranges(self) -> SearchSettings:
+        for name in ("learning_rate", "max_steps"):
+            low, high = getattr(self, name)
+            if not 0 < low <= high:
+                raise ValueError(f"hpo.{name} must be a range 0 < low <= high, got {getattr(self, name)}")
+        return self
+
+
 class TrainingSettings(StrictModel):
     base_model: str = Field(
         "smollm2-135m-instruct",
@@ -108,8 +137,8 @@ class TrainingSettings(StrictModel):
     lora: LoraSettings = LoraSettings()
     epochs: float = Field(2.0, gt=0)
     max_steps: int = Field(-1, description="Positive: stop after this many optimizer steps (overrides epochs).",
-                           json_schema_extra=SFT_ONLY)
-    learning_rate: float = Field(2e-4, gt=0, json_schema_extra=SFT_ONLY)
+                           json_schema_extra=SFT_RUNS)
+    learning_rate: float = Field(2e-4, gt=0, json_schema_extra=SFT_RUNS)
     batch_size: int = Field(8, ge=1)
     gradient_accumulation_steps: int = Field(1, ge=1)
     max_seq_length: int = Field(512, ge=16)
@@ -120,9 +149,12 @@ class TrainingSettings(StrictModel):
     early_stopping_patience: int = Field(
         0, ge=0, description="Stop after this many evaluations in a row without the validation loss improving by "
                              "early_stopping_min_delta, and keep the best checkpoint; 0 turns early stopping off.",
-        json_schema_extra=SFT_ONLY)
-    early_stopping_min_delta: float = Field(0.0, ge=0, json_schema_extra=SFT_ONLY)
+        json_schema_extra=SFT_RUNS)
+    early_stopping_min_delta: float = Field(0.0, ge=0, json_schema_extra=SFT_RUNS)
     bf16_on_cpu: bool = True
+    attention: Literal["auto", "eager", "sdpa"] = Field(
+        "auto", description="The attention kernel in training: auto is eager on CPU (faster than SDPA's there on "
+                            "short sequences, bench/training.py), SDPA on a GPU.")
     seed: int = 42
     nproc_per_node: int = Field(
         1, ge=1, description="Training processes on the step's machine (pod), one per GPU, under torchrun (DDP). The "
@@ -133,9 +165,10 @@ class TrainingSettings(StrictModel):
     continued_pretraining: ContinuedPretrainingSettings = Field(ContinuedPretrainingSettings(),
                                                                 json_schema_extra={REUSE_KEY: ["cpt"]})
     dpo: PreferenceSettings = Field(PreferenceSettings(), json_schema_extra={REUSE_KEY: ["dpo"]})
+    hpo: SearchSettings = Field(SearchSettings(), json_schema_extra={REUSE_KEY: ["hpo"]})
     quality_gate: TrainingGate = TrainingGate()
 
-    def stage_config(self, stage: Literal["cpt", "sft", "dpo"]) -> dict:
+    def stage_config(self, stage: Literal["cpt", "sft", "dpo", "hpo"]) -> dict:
         """The settings that shape one training stage's artifact, its reuse key: every field but
         those marked as shaping other stages only (tracking and Kubernetes requests shape none)."""
         return reuse_key(self, stage)

@@ -31,6 +31,7 @@ def train_sft(
     tracking_dir: Path,
     progress: Progress,
     run_budget: RunBudget | None = None,
+    callbacks: list | None = None,
 ) -> TrainingOutcome:
     """Train a LoRA adapter on `base_dir` and save it to `adapter_dir`.
 
@@ -39,9 +40,9 @@ def train_sft(
     """
     backend = current_backend(settings)
 
-    def build(report_to, callbacks):
+    def build(report_to, runner_callbacks):
         return build_sft_trainer(base_dir, train_rows, validation_rows, settings, system_prompt, work_dir,
-                                 report_to, callbacks, backend)
+                                 report_to, [*runner_callbacks, *(callbacks or [])], backend)
 
     return run_training(build, lambda trainer: trainer.model.save_pretrained(adapter_dir), backend,
                         settings, work_dir, tracking_dir, progress, run_budget)
@@ -87,7 +88,37 @@ def plain_loss_trainer_class():
             if model.training:  # Unsloth packs padding-free batches: no mask, no padding to leave out
                 mask = inputs.get("attention_mask")
                 self.tokens_seen = self.tokens_seen + (mask.sum() if mask is not None else inputs["input_ids"].numel())
-            return Trainer.compute_loss(self, model, inputs, return_outputs=return_outputs,
-                                        num_items_in_batch=num_items_in_batch)
+            if return_outputs or not model.training or not answer_only_head_applies(model):
+                return Trainer.compute_loss(self, model, inputs, return_outputs=return_outputs,
+                                            num_items_in_batch=num_items_in_batch)
+            with self.accelerator.autocast():  # the wrapped forward's mixed precision, which this path bypasses
+                loss = answer_only_loss(model, inputs, num_items_in_batch)
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                loss = loss * self.accelerator.num_processes  # as Trainer.compute_loss scales it under DDP
+            return loss
 
     return PipelineSFTTrainer
+
+
+def answer_only_head_applies(model) -> bool:
+    """A plain decoder whose logits are its LM head's output (no soft-capping or scaling), wrapped
+    by PEFT: what `answer_only_loss` reproduces."""
+    config = getattr(model, "config", None)
+    return (hasattr(model, "get_base_model") and config is not None
+            and getattr(config, "final_logit_softcapping", None) is None and getattr(config, "logit_scale", None) is None
+            and hasattr(model.get_base_model(), "model"))
+
+
+def answer_only_loss(model, inputs, num_items_in_batch=None):
+    """transformers' causal-LM loss with the vocabulary projection computed only where there is a
+    label: the prompt's positions (most of each example) never need their 49k logits."""
+    import torch.nn.functional as F
+
+    labels = inputs["labels"]
+    hidden = model.get_base_model().model(input_ids=inputs["input_ids"],
+                                          attention_mask=inputs.get("attention_mask")).last_hidden_state
+    targets = labels[:, 1:]
+    kept = targets != -100
+    logits = model.get_output_embeddings()(hidden[:, :-1][kept]).float()
+    loss = F.cross_entropy(logits, targets[kept], reduction="sum")
+    return loss / (num_items_in_batch if num_items_in_batch is not None else kept.sum())

@@ -10,6 +10,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import torch
 from dagster import AssetKey
 
 from llmops_assets.core import releases
@@ -39,16 +40,18 @@ def test_make_run_passes_every_seed_gate(default_run):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     gates = gate_table(done.stdout)
     assert len(gates) == gate_count(), gates
-    # Continued pretraining and DPO are off by default: their gates say OFF. The local 135M judge
-    # may be flagged as untrusted: it reports WARN then, and so does evaluation_warnings.
+    # Continued pretraining and DPO are off by default: their gates say OFF; so does the judge on
+    # a CPU machine (judge.kind auto). On a GPU the local 135M judge runs and may be flagged as
+    # untrusted: it reports WARN then, and so does evaluation_warnings.
     off = {k for k, v in gates.items() if v == "OFF"}
+    judge_off = set() if torch.cuda.is_available() else {"eval_report:llm_judge"}
     assert off == {"cpt_model:domain_perplexity", "cpt_model:within_time_budget", "dpo_adapter:preference_accuracy",
-                   "dpo_adapter:within_time_budget"}, gates
+                   "dpo_adapter:within_time_budget"} | judge_off, gates
     # The default model does not reach the safety gate's bound on the 126-case suite: pipeline.yaml
     # makes that gate warn (README, Measured), and the check output says it cannot block.
     warn_allowed = {"eval_report:llm_judge", "eval_report:safety", "eval_report:evaluation_warnings"}
     assert all(v == "PASS" for k, v in gates.items() if k not in warn_allowed | off), gates
-    assert gates["eval_report:llm_judge"] in ("PASS", "WARN") and gates["eval_report:safety"] in ("PASS", "WARN")
+    assert gates["eval_report:llm_judge"] in ("PASS", "WARN", "OFF") and gates["eval_report:safety"] in ("PASS", "WARN")
     expected_warning = "WARN" if "WARN" in (gates["eval_report:llm_judge"], gates["eval_report:safety"]) else "PASS"
     assert gates["eval_report:evaluation_warnings"] == expected_warning, gates
     assert "cannot fail: block_on_safety off: it only warns" in done.stdout

@@ -232,6 +232,24 @@ def _report(n: int, accuracy: float, safety_n: int = 120, safety_pass_rate: floa
             "safety_check": {"n": safety_n, "pass_rate": safety_pass_rate}}
 
 
+def test_a_judge_that_did_not_run_says_off_blocks_nothing_and_cannot_fail():
+    report = _report(62, 0.95) | {"llm_judge_score": None, "judge_agreement": None, "judge_note": "judge off (judge.kind off)"}
+    verdicts = evaluation_verdicts(report, SETTINGS)
+    assert verdicts["llm_judge"].label == "OFF" and not verdicts["llm_judge"].blocking
+    assert verdicts["llm_judge"].note == "judge off (judge.kind off)" and decision(verdicts) == "PASS"
+    settings = load_settings()
+    settings.stages.evaluation.judge.kind = "off"
+    assert settings.gates_that_cannot_fail()["eval_report:llm_judge"] == "cannot fail: the judge is off"
+
+
+def test_auto_runs_the_local_judge_on_a_gpu_only():
+    import torch
+
+    judge = SETTINGS.judge.model_copy(update={"kind": "auto"})
+    assert judge.resolved_kind() == ("local" if torch.cuda.is_available() else "off")
+    assert judge.model_copy(update={"kind": "local"}).resolved_kind() == "local"
+
+
 def test_accuracy_is_gated_on_its_lower_confidence_bound_not_its_point_value():
     passed = evaluation_verdicts(_report(62, 56 / 62), SETTINGS)["task_accuracy"]
     assert passed.passed and passed.bound == pytest.approx(0.818, abs=0.001) and "56/62 right" in passed.note

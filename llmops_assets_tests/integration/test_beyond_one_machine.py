@@ -12,7 +12,7 @@ import time
 import pytest
 import s3fs
 import sqlalchemy
-from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
+from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus
 
 from llmops_assets.core.storage import ArtifactStore
 from llmops_assets.definitions import defs
@@ -35,7 +35,10 @@ def cluster_run(tmp_path_factory, s3_environment):
         home, dagster_home = tmp / "home", tmp / "dagster_home"
         dagster_home.mkdir()
         write_instance(dagster_home, postgres)
-        config = derived_config(tmp, {"stages": {"deployment": {"gateway": {"request_log": f"{postgres}/llmops"}}}})
+        # A two-trial search: its study goes to the instance's Postgres, the storage steps share.
+        search = {"enabled": True, "trials": 2, "max_steps": [6, 12], "startup_trials": 2}
+        config = derived_config(tmp, {"stages": {"deployment": {"gateway": {"request_log": f"{postgres}/llmops"}},
+                                                 "training": {"hpo": search}}})
         environment = {**os.environ, **s3, "DAGSTER_HOME": str(dagster_home), "LLMOPS_ENVIRONMENT": "multiprocess",
                        "LLMOPS_CONFIG": str(config), "LLMOPS_ARTIFACTS": f"{bucket}/artifacts", "LLMOPS_HOME": str(home)}
         started = time.monotonic()
@@ -88,3 +91,19 @@ def test_artifacts_releases_and_requests_live_in_the_shared_services(cluster_run
     with engine.connect() as connection:
         tables = set(sqlalchemy.inspect(connection).get_table_names())
     assert {"requests", "feedback"} <= tables
+
+
+def test_the_search_keeps_its_study_in_the_instance_postgres_beside_dagster(cluster_run):
+    """hpo_study found the instance's Postgres and kept the study in a schema of its own (Optuna and
+    Dagster both keep an alembic_version table); sft_adapter trained with its best values."""
+    engine = sqlalchemy.create_engine(f"{cluster_run['postgres']}/dagster")
+    with engine.connect() as connection:
+        trials = connection.execute(sqlalchemy.text("SELECT state FROM optuna.trials")).scalars().all()
+        dagster_tables = set(sqlalchemy.inspect(connection).get_table_names())
+    assert len(trials) == 2 and {"runs", "event_logs"} <= dagster_tables
+    instance = cluster_run["instance"]
+    study = instance.get_latest_materialization_event(AssetKey("hpo_study")).asset_materialization.metadata
+    assert study["storage"].value.endswith("/dagster (schema optuna)") and study["completed"].value >= 1
+    sft = instance.get_latest_materialization_event(AssetKey("sft_adapter")).asset_materialization.metadata
+    assert ArtifactStore(f"{cluster_run['bucket']}/artifacts").get("sft_adapter", sft["version"].value) \
+        .manifest["inputs"]["hpo_study"] == study["version"].value

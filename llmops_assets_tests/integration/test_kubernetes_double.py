@@ -29,7 +29,7 @@ from llmops_assets_tests.postgres_server import postgres_server, write_instance
 from llmops_assets_tests.s3_double import new_bucket
 
 EVERY_RUN = assets_of_every_run(defs)
-TRAINING_STEPS = {"cpt_model", "sft_adapter", "dpo_adapter"}
+TRAINING_STEPS = {"cpt_model", "hpo_study", "sft_adapter", "dpo_adapter"}
 SERVING = {"server": "kubernetes"}  # releases and the gateway as Deployments with Services
 RUN_TIMEOUT_S = 1200
 

@@ -392,6 +392,28 @@ def test_a_training_step_projected_past_the_run_budget_stops_before_spending_it(
     assert releases.read_status(home) == before
 
 
+def test_the_search_feeds_its_best_values_to_sft_and_shows_its_study(pipeline, tmp_path):
+    """hpo_study on (2 trials): its plots and trials in the metadata, the study in SQLite under the
+    home; sft_adapter trains with the best trial's values, its lineage naming the study."""
+    instance, home, _ = pipeline
+    before = releases.read_status(home)
+    search = {"enabled": True, "trials": 2, "max_steps": [6, 12], "startup_trials": 2}
+    config = derived_config(tmp_path, {"stages": {"training": {"hpo": search}}})
+    result = build_definitions(PipelineConfig(config_path=str(config)), ArtifactStoreResource(home=str(home))) \
+        .resolve_job_def("full_pipeline").execute_in_process(
+            asset_selection=[AssetKey("hpo_study"), AssetKey("sft_adapter")], instance=instance, raise_on_error=False)
+    assert result.success, failure_reasons(result)
+    study = {k: v.value for k, v in result.asset_materializations_for_node("hpo_study")[0].metadata.items()}
+    assert study["trials"] == 2 and study["storage"] == f"sqlite:///{home / 'optuna.db'}"
+    assert "![" in study["optimization_history"] and "![" in study["param_importances"]
+    assert study["cpu_seconds"] > 0  # metered like every computing step
+    sft = latest(instance, "sft_adapter")
+    assert sft.manifest["inputs"]["hpo_study"] == study["version"]
+    assert sft.manifest["config"]["learning_rate"] == study["best_params"]["learning_rate"]
+    assert sft.manifest["config"]["lora"]["r"] == study["best_params"]["lora_r"]
+    assert releases.read_status(home) == before
+
+
 def test_format_valid_fails_on_a_source_with_a_broken_row(tmp_path):
     """Through the check itself: a source with one row that is not an example."""
     good = (SEED_FILE.read_text().splitlines(keepends=True))

@@ -21,7 +21,8 @@ from llmops_assets.training.cpt import perplexity_ratio, read_corpus, train_cpt
 from llmops_assets.training.distributed import run_stage
 from llmops_assets.training.dpo import read_preferences, train_dpo
 from llmops_assets.training.runner import validation_rise
-from llmops_assets.training.sft import train_sft
+from llmops_assets.training.search import search
+from llmops_assets.training.sft import answer_only_head_applies, answer_only_loss, build_sft_trainer, train_sft
 
 SYSTEM = "Answer with one JSON tool call."
 ROWS = read_jsonl(SEED_FILE)
@@ -179,6 +180,76 @@ def test_unsloth_trains_the_same_adapter_as_trl_on_a_gpu(tiny_base, tmp_path):
     lora = [read_json(tmp_path / backend / "adapter" / "adapter_config.json") for backend in ("unsloth", "trl")]
     # Unsloth names each module by its path, PEFT by its suffix; PEFT matches either way.
     assert len({(c["r"], c["lora_alpha"], frozenset(m.rsplit(".", 1)[-1] for m in c["target_modules"])) for c in lora}) == 1
+
+
+def test_the_answer_only_lm_head_gives_transformers_loss_and_gradients(tiny_base, tmp_path):
+    """The vocabulary projection only where there are labels: the same loss and LoRA gradients as
+    the model's own forward over every position (fp32, so equal to rounding)."""
+    import torch
+
+    trainer = build_sft_trainer(tiny_base, TRAIN[:8], VALIDATION[:8], TrainingSettings.model_validate(QUICK), SYSTEM,
+                                tmp_path / "work", [], [])
+    model = trainer.model.train()
+    assert answer_only_head_applies(model)
+    batch = next(iter(trainer.get_train_dataloader()))
+    assert (batch["labels"] == -100).float().mean() > 0.5  # most positions are prompt: their logits are skipped
+
+    def loss_and_grads(compute):
+        model.zero_grad()
+        loss = compute()
+        loss.backward()
+        return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    reference, reference_grads = loss_and_grads(lambda: model(**batch).loss)
+    ours, grads = loss_and_grads(lambda: answer_only_loss(model, batch))
+    assert ours == pytest.approx(reference, rel=1e-5)
+    assert all(torch.allclose(grads[n], reference_grads[n], rtol=1e-4, atol=1e-6) for n in grads)
+    tokens = int((batch["labels"][:, 1:] != -100).sum())
+    assert answer_only_loss(model, batch, num_items_in_batch=2 * tokens).item() == pytest.approx(reference / 2, rel=1e-5)
+
+
+def test_the_search_prunes_trails_and_resumes_a_killed_study_from_its_storage(tiny_base, tmp_path):
+    """Real SFT trials on the tiny model: three finish (some pruned at an evaluation where they
+    trail the median), kept in SQLite; a second attempt, after one that died with a trial running,
+    marks that trial failed and runs only what is missing."""
+    import optuna
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    hpo = {"enabled": True, "trials": 3, "max_steps": [6, 12], "learning_rate": [1e-4, 1e-2], "lora_r": [4, 8],
+           "lora_alpha": [8, 16], "startup_trials": 1}
+    settings = TrainingSettings.model_validate(QUICK | {"hpo": hpo})
+    said = []
+    first = search(tiny_base, TRAIN, VALIDATION, settings, SYSTEM, tmp_path / "trials", tmp_path / "wandb", storage,
+                   "study", said.append)
+    assert len(first.trials) == 3 and not first.resumed and not list((tmp_path / "trials").glob("trial-*"))
+    assert {t["state"] for t in first.trials} <= {"COMPLETE", "PRUNED"}
+    complete = [t for t in first.trials if t["state"] == "COMPLETE"]
+    assert first.best_value == min(t["value"] for t in complete)
+    assert first.best_params == next(t["params"] for t in complete if t["value"] == first.best_value)
+    assert set(first.best_params) == {"learning_rate", "lora_r", "lora_alpha", "max_steps"}
+    assert all(t["intermediate"] for t in first.trials)  # validation loss reported at each evaluation
+
+    optuna.load_study(study_name="study", storage=storage).ask()  # a trial left running by a killed attempt
+    more = TrainingSettings.model_validate(QUICK | {"hpo": hpo | {"trials": 4}})
+    second = search(tiny_base, TRAIN, VALIDATION, more, SYSTEM, tmp_path / "trials", tmp_path / "wandb", storage,
+                    "study", said.append)
+    assert second.resumed and [t["state"] for t in second.trials][3] == "FAIL" and len(second.trials) == 5
+    assert any("3 of 4 trials finished" in line and "1 interrupted trial marked failed" in line for line in said)
+
+
+def test_a_pruned_trial_stops_at_the_evaluation_where_it_trails(tiny_base, tmp_path):
+    """A learning rate too small to learn trails the first trial at its first evaluation: pruned there."""
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    good = {"enabled": True, "trials": 1, "max_steps": [12, 12], "learning_rate": [3e-3, 3e-3], "lora_r": [8],
+            "lora_alpha": [16], "startup_trials": 1}
+    search(tiny_base, TRAIN, VALIDATION, TrainingSettings.model_validate(QUICK | {"hpo": good}), SYSTEM,
+           tmp_path / "trials", tmp_path / "wandb", storage, "study", lambda _: None)
+    stalled = good | {"trials": 2, "learning_rate": [1e-7, 1e-7]}
+    result = search(tiny_base, TRAIN, VALIDATION, TrainingSettings.model_validate(QUICK | {"hpo": stalled}), SYSTEM,
+                    tmp_path / "trials", tmp_path / "wandb", storage, "study", lambda _: None)
+    pruned = result.trials[1]
+    assert pruned["state"] == "PRUNED" and pruned["pruned_at"] == 3  # QUICK evaluates every 3 steps
+    assert result.best_params["learning_rate"] == 3e-3
 
 
 def costly_budget() -> RunBudget:

@@ -21,7 +21,7 @@ from llmops_assets_tests.conftest import derived_config
 
 SNAPSHOT = Path(__file__).parent / "k8s_step_pods.json"
 KUBERNETES_VERSION = "1.33"
-TRAINING_STEPS = {"cpt_model", "sft_adapter", "dpo_adapter"}
+TRAINING_STEPS = {"cpt_model", "hpo_study", "sft_adapter", "dpo_adapter"}
 
 
 class HelmRunLauncher:

@@ -1,16 +1,15 @@
 """Evaluation group: the candidate against the test split, the safety suite, the champion and a judge."""
 
-from pathlib import Path
 
 from dagster import AssetExecutionContext, MetadataValue
 
 from llmops_assets.core.contracts import EvalReport
 from llmops_assets.core.plots import confusion_png
 from llmops_assets.core.releases import Release
-from llmops_assets.core.storage import read_json, read_jsonl, write_json, write_jsonl
+from llmops_assets.core.storage import Artifact, read_json, read_jsonl, write_json, write_jsonl
 from llmops_assets.core.tools import ToolSchema
 from llmops_assets.evaluation.gates import decision, evaluation_verdicts
-from llmops_assets.evaluation.run import evaluate
+from llmops_assets.evaluation.run import Baseline, evaluate
 from llmops_assets.evaluation.safety import load_suite
 from llmops_assets.orchestration.conditions import AFTER_UPSTREAM_GATES
 from llmops_assets.orchestration.resources import (
@@ -38,14 +37,16 @@ def eval_report(context: AssetExecutionContext, pipeline: PipelineConfig, artifa
     inputs = {"base_model": base.version, "cpt_model": model.version, "dpo_adapter": adapter.version,
               "curated_dataset": data.version,
               "champion": champion.version if champion else "base model"}
-    config = evaluation.model_dump(mode="json")
+    # The judge auto resolves to differs by machine: the evaluation is keyed by what ran.
+    config = evaluation.model_dump(mode="json") | {"judge": evaluation.judge.model_dump(mode="json")
+                                                   | {"kind": evaluation.judge.resolved_kind()}}
 
     def build(out):
         result = evaluate(model.path / "model", adapter.path / "adapter_weights", base.path / "model",
                           read_jsonl(data.path / "test.jsonl"),
                           load_suite(evaluation.safety_suite), settings.domain.system_prompt,
                           ToolSchema.from_file(settings.domain.tools_file), evaluation,
-                          _champion_model(artifacts, champion), context.log.info)
+                          _baseline(artifacts, champion, base), context.log.info, _answers_cache(context, artifacts))
         report = result.report
         verdicts = evaluation_verdicts(report, evaluation)
         report["decision"] = decision(verdicts)
@@ -61,9 +62,10 @@ def eval_report(context: AssetExecutionContext, pipeline: PipelineConfig, artifa
     evaluated = artifacts.build_or_reuse(context, "eval_report", inputs, config, build,
                                          equivalent=_evaluation_of_served(artifacts, champion, inputs, config))
     report = read_json(evaluated.path / "eval_report.json")
-    context.log.info(f"task accuracy {report['task_accuracy']:.3f}, judge {report['llm_judge_score']:.3f} "
-                     f"(agreement {report['judge_agreement']:.2f}), safety {report['safety_check']['pass_rate']:.2f}, "
-                     f"decision {report['decision']}")
+    judged = (f"judge {report['llm_judge_score']:.3f} (agreement {report['judge_agreement']:.2f})"
+              if report["llm_judge_score"] is not None else "judge off")
+    context.log.info(f"task accuracy {report['task_accuracy']:.3f}, {judged}, "
+                     f"safety {report['safety_check']['pass_rate']:.2f}, decision {report['decision']}")
     return artifact_result(
         evaluated, **evaluated.metrics,
         safety_pass_rate=report["safety_check"]["pass_rate"],
@@ -76,13 +78,13 @@ def eval_report(context: AssetExecutionContext, pipeline: PipelineConfig, artifa
     )
 
 
-def _champion_model(artifacts: ArtifactStoreResource, champion: Release | None) -> tuple[str, Path] | None:
-    """(name, merged model folder) of the release the candidate is compared with, found through its
-    lineage in the artifact store, served or stopped; None when nothing was ever deployed. A
+def _baseline(artifacts: ArtifactStoreResource, champion: Release | None, base: Artifact) -> Baseline:
+    """The release the candidate is compared with, its merged model found through its lineage in
+    the artifact store, served or stopped; the base model while nothing was ever deployed. A
     champion whose model is gone fails here: comparing with the base model instead would let any
     candidate pass."""
     if champion is None:
-        return None
+        return Baseline("base model", base.path / "model", f"base_model@{base.version}")
     try:
         gguf = artifacts.store.get("gguf_model", champion.version)
         merged = artifacts.store.get("merged_model", gguf.manifest["inputs"]["merged_model"])
@@ -91,7 +93,28 @@ def _champion_model(artifacts: ArtifactStoreResource, champion: Release | None) 
                            f"in {artifacts.store.url} any more ({exc}): regression against it cannot be measured; "
                            "restore the store or roll back to a release whose artifacts exist") from exc
     state = "served" if champion.status == "serving" else "stopped"
-    return f"champion {champion.version} ({state})", merged.path / "model"
+    return Baseline(f"champion {champion.version} ({state})", merged.path / "model", f"merged_model@{merged.version}")
+
+
+BASELINE_ANSWERS = "baseline_answers"  # in the artifact store only: a cache, not an asset
+
+
+def _answers_cache(context, artifacts: ArtifactStoreResource):
+    """The baseline's answers kept in the artifact store by (model version, prompts, length): a
+    champion or base model answers a test set once, however many candidates it is compared with."""
+
+    def cached(key: dict[str, str], generate) -> list[str]:
+        found = artifacts.store.find(BASELINE_ANSWERS, key, {})
+        if found is not None:
+            context.log.info(f"{key['model']} answered these {found.metrics['n']} prompts before: reusing its answers")
+            return read_jsonl(found.path / "answers.jsonl")
+        answers = generate()
+        with artifacts.store.write(BASELINE_ANSWERS, inputs=key, config={}) as out:
+            write_jsonl(out.dir / "answers.jsonl", answers)
+            out.metrics = {"n": len(answers)}
+        return answers
+
+    return cached
 
 
 def _evaluation_of_served(artifacts: ArtifactStoreResource, champion: Release | None, inputs: dict, config: dict):

@@ -6,7 +6,7 @@ import json
 
 from dagster import AssetExecutionContext, MetadataValue
 
-from llmops_assets.core.plots import loss_curve_png
+from llmops_assets.core.plots import importances_png, loss_curve_png, study_history_png
 from llmops_assets.core.rows import file_fingerprints
 from llmops_assets.core.storage import ArtifactWriter, link_tree, read_json, read_jsonl, text_sha256, write_json, write_jsonl
 from llmops_assets.core.tools import ToolSchema
@@ -27,6 +27,7 @@ from llmops_assets.training.cpt import perplexity_ratio, read_corpus, train_cpt
 from llmops_assets.training.distributed import run_stage
 from llmops_assets.training.dpo import read_preferences, split_pairs, train_dpo
 from llmops_assets.training.runner import TrainingOutcome
+from llmops_assets.training.search import search, with_params
 from llmops_assets.training.sft import train_sft
 
 
@@ -78,13 +79,90 @@ def cpt_model(context: AssetExecutionContext, pipeline: PipelineConfig, artifact
 
 @retried_asset(automation_condition=AFTER_UPSTREAM_GATES, group_name="training", deps=["cpt_model", "curated_dataset"],
                pool=GPU_POOL,
-               description="LoRA adapter from supervised fine-tuning on the train split (loss on the answer only).")
+               description="An Optuna search over SFT's learning rate, LoRA rank and alpha and steps on the train split, "
+                           "pruned on validation loss, within a time budget (stages.training.hpo; off by default: "
+                           "sft_adapter then trains with the configured values). Resumes after a kill.")
+def hpo_study(context: AssetExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
+    settings = pipeline.settings
+    training = settings.stages.training
+    if not training.hpo.enabled:
+        built = artifacts.build_or_reuse(context, "hpo_study", {}, {"enabled": False}, _search_off)
+        return artifact_result(built, hpo="off: sft_adapter trains with the values of stages.training")
+    model = artifacts.upstream(context, "cpt_model")
+    data = artifacts.upstream(context, "curated_dataset")
+    inputs = {"cpt_model": model.version, "curated_dataset": data.version}
+    config = training.stage_config("hpo")
+    study_name = f"hpo_study-{text_sha256(json.dumps([inputs, config], sort_keys=True))[:16]}"
+    storage, shown = optuna_storage(context, training.hpo.storage, artifacts)
+
+    def build(out):
+        context.log.info(f"study {study_name} in {shown}: {training.hpo.trials} trials within {training.hpo.max_minutes} min")
+        result = search(model.path / "model", read_jsonl(data.path / "train.jsonl"),
+                        read_jsonl(data.path / "validation.jsonl"), training, settings.domain.system_prompt,
+                        artifacts.store.work_dir("hpo_study", inputs, config), artifacts.home_path / "wandb", storage,
+                        study_name, context.log.info, run_budget(context, settings, True))
+        states = [t["state"] for t in result.trials]
+        write_json(out.dir / "study.json", {"study_name": study_name, "storage": shown, **result.__dict__})
+        (out.dir / "optimization_history.png").write_bytes(study_history_png(result.trials))
+        (out.dir / "param_importances.png").write_bytes(importances_png(result.importances))
+        out.metrics = {"best_validation_loss": result.best_value, "trials": len(states),
+                       "completed": states.count("COMPLETE"), "pruned": states.count("PRUNED"),
+                       "failed": states.count("FAIL"), "resumed": result.resumed}
+
+    built = artifacts.build_or_reuse(context, "hpo_study", inputs, config, build)
+    study = read_json(built.path / "study.json")
+    return artifact_result(
+        built, **built.metrics, best_params=MetadataValue.json(study["best_params"]),
+        importances=MetadataValue.json(study["importances"]), study_name=study_name, storage=study["storage"],
+        trial_table=MetadataValue.json([{k: t[k] for k in ("number", "state", "value", "params", "pruned_at")}
+                                        for t in study["trials"]]),
+        optimization_history=markdown_image(built.path / "optimization_history.png"),
+        param_importances=markdown_image(built.path / "param_importances.png"))
+
+
+def _search_off(out: ArtifactWriter) -> None:
+    write_json(out.dir / "study.json", {"enabled": False})
+    out.metrics = {"enabled": False}
+
+
+def optuna_storage(context: AssetExecutionContext, configured: str, artifacts: ArtifactStoreResource):
+    """(storage, where it is, without secrets): the configured URL; else the Dagster instance's
+    PostgreSQL, in a schema of its own beside Dagster's tables (both keep an alembic_version
+    table); else SQLite under the pipeline home."""
+    import optuna
+    import sqlalchemy
+
+    if configured:
+        return configured, sqlalchemy.engine.make_url(configured).render_as_string(hide_password=True)
+    postgres = getattr(context.instance.run_storage, "postgres_url", None)
+    if not postgres:
+        path = artifacts.home_path / "optuna.db"
+        return f"sqlite:///{path}", f"sqlite:///{path}"
+    url = sqlalchemy.engine.make_url(postgres).set(drivername="postgresql+psycopg2")
+    engine = sqlalchemy.create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(sqlalchemy.text("CREATE SCHEMA IF NOT EXISTS optuna"))
+    engine.dispose()
+    storage = optuna.storages.RDBStorage(url.render_as_string(hide_password=False),
+                                         engine_kwargs={"connect_args": {"options": "-csearch_path=optuna"}})
+    return storage, f"{url.render_as_string(hide_password=True)} (schema optuna)"
+
+
+@retried_asset(automation_condition=AFTER_UPSTREAM_GATES, group_name="training",
+               deps=["cpt_model", "curated_dataset", "hpo_study"], pool=GPU_POOL,
+               description="LoRA adapter from supervised fine-tuning on the train split (loss on the answer only), "
+                           "with the best values of hpo_study when the search is on.")
 def sft_adapter(context: AssetExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
     settings = pipeline.settings
     model = artifacts.upstream(context, "cpt_model")
     data = artifacts.upstream(context, "curated_dataset")
     training = settings.stages.training
     inputs = {"cpt_model": model.version, "curated_dataset": data.version}
+    study = artifacts.upstream(context, "hpo_study")
+    best = read_json(study.path / "study.json").get("best_params")
+    if best:
+        context.log.info(f"training with the best values of hpo_study {study.version}: {best}")
+        training, inputs = with_params(training, best), inputs | {"hpo_study": study.version}
     config = training.stage_config("sft")
 
     def build(out):
