@@ -92,6 +92,7 @@ def study_history_png(trials: list[dict]) -> bytes:
         best.append((trial["number"], running))
     if best:
         axes.step([n for n, _ in best], [v for _, v in best], where="post", color="black", label="best so far")
+    axes.xaxis.get_major_locator().set_params(integer=True)
     axes.set_xlabel("trial")
     axes.set_ylabel("validation loss")
     axes.grid(alpha=0.3)

@@ -126,8 +126,9 @@ def curate_files(raw_dir: Path, out_dir: Path, schema: ToolSchema, ratios: dict[
                  for k, piece in enumerate(ranges)]
         scans = run_tasks(_scan, tasks, workers, records.stat().st_size, progress, "curation scan")
         facts = _concatenate(scans)
-        signatures = _Signatures(scans, "signatures") if near is not None else None
-        request_signatures = _Signatures(scans, "request_signatures")
+        counts = [len(s.offsets) for s in scans]
+        signatures = SignatureFiles([s.signatures for s in scans], counts) if near is not None else None
+        request_signatures = SignatureFiles([s.request_signatures for s in scans], counts)
         for scan in scans:  # from here on the concatenated arrays are the only copy
             scan.offsets = scan.lengths = scan.ids = scan.band_keys = scan.request_band_keys = None
         curation_quarantined = [q for s in scans for q in s.quarantined]
@@ -224,7 +225,7 @@ def _scan(piece: LineRange, schema: ToolSchema, tool_names: list[str], seed: int
                  np.array(tools, np.int16), np.array(synthetic, np.int16), synthetic_names,
                  np.array(tokens, np.int64), band_keys, signatures,
                  text_keys(request_texts),
-                 lsh_band_keys(request_signature, rows_per_band(requests.threshold, requests.num_perm)),
+                 request_band_keys(request_signature, requests),
                  request_signatures, quarantined)
 
 
@@ -308,12 +309,13 @@ def exact_duplicates(keys: np.ndarray) -> np.ndarray:
     return duplicate_of
 
 
-class _Signatures:
-    """Rows of the workers' signature files (memory-mapped), addressed by global valid-row index."""
+class SignatureFiles:
+    """Rows of the workers' signature files (memory-mapped), addressed by global row index: a
+    million rows' MinHash stays on disk, not in memory."""
 
-    def __init__(self, scans: list[_Scan], kind: str):
-        self.files = [np.load(getattr(s, kind), mmap_mode="r") if getattr(s, kind) else None for s in scans]
-        self.starts = np.cumsum([0] + [len(s.offsets) for s in scans])
+    def __init__(self, paths: list[Path | None], counts: list[int]):
+        self.files = [np.load(path, mmap_mode="r") if path else None for path in paths]
+        self.starts = np.cumsum([0, *counts])
 
     def rows(self, index: np.ndarray) -> np.ndarray:
         piece = np.searchsorted(self.starts, index, side="right") - 1
@@ -324,7 +326,7 @@ class _Signatures:
         return out
 
 
-def near_duplicates(band_keys: np.ndarray, signatures: _Signatures | np.ndarray, threshold: float,
+def near_duplicates(band_keys: np.ndarray, signatures: SignatureFiles | np.ndarray, threshold: float,
                     candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Near duplicates among the `candidates` rows, in row order, as a sequential pass would find
     them: a row repeats the most similar earlier row that is itself kept, when their estimated
@@ -341,7 +343,7 @@ def near_duplicates(band_keys: np.ndarray, signatures: _Signatures | np.ndarray,
     return duplicate_of, best
 
 
-def similar_pairs(band_keys: np.ndarray, signatures: _Signatures | np.ndarray, threshold: float,
+def similar_pairs(band_keys: np.ndarray, signatures: SignatureFiles | np.ndarray, threshold: float,
                   rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(earlier, later, similarity) for the pairs among `rows` (indices into `signatures`;
     `band_keys` has one row per entry of `rows`) that share a band key and whose estimated
@@ -357,7 +359,7 @@ def similar_pairs(band_keys: np.ndarray, signatures: _Signatures | np.ndarray, t
     return earlier[similar], later[similar], similarity[similar]
 
 
-def request_groups(request_keys: np.ndarray, band_keys: np.ndarray, signatures: _Signatures | np.ndarray,
+def request_groups(request_keys: np.ndarray, band_keys: np.ndarray, signatures: SignatureFiles | np.ndarray,
                    rows: np.ndarray, split_keys: np.ndarray, threshold: float) -> np.ndarray:
     """For each of the sorted `rows` (positions 0..n-1), the position of its group's representative: rows whose
     requests are identical or at least `threshold` similar are linked, transitively; the member
@@ -381,8 +383,8 @@ def request_groups(request_keys: np.ndarray, band_keys: np.ndarray, signatures: 
     return by_key[label]
 
 
-def _rows_of(signatures: _Signatures | np.ndarray, index: np.ndarray) -> np.ndarray:
-    return signatures.rows(index) if isinstance(signatures, _Signatures) else signatures[index]
+def _rows_of(signatures: SignatureFiles | np.ndarray, index: np.ndarray) -> np.ndarray:
+    return signatures.rows(index) if isinstance(signatures, SignatureFiles) else signatures[index]
 
 
 def _by_row_then_similarity(later: np.ndarray, earlier: np.ndarray, similarity: np.ndarray):
@@ -451,25 +453,36 @@ def split_order(tools: np.ndarray, keys: np.ndarray, ratios: dict[str, float],
 
 def leaked_requests(splits: dict[str, list[dict[str, Any]]], requests: NearDuplicateSettings) -> list[str]:
     """Each row whose request repeats, or is at least `requests.threshold` similar to, a request in
-    another split (train/validation/test leakage), with the row it resembles."""
+    another split (train/validation/test leakage), with the row it resembles (in memory: small
+    data and tests; the curated_dataset gate reads the published files in parallel)."""
     rows = [(name, record) for name in SPLITS for record in splits.get(name, [])]
     if not rows:
         return []
     texts = [request_text(record["messages"]) for _, record in rows]
-    same = exact_duplicates(text_keys(texts))
     signatures = minhash_signatures(texts, requests)
-    band_keys = lsh_band_keys(signatures, rows_per_band(requests.threshold, requests.num_perm))
-    earlier, later, similarity = similar_pairs(band_keys, signatures, requests.threshold, np.arange(len(rows)))
+    return split_leaks([name for name, _ in rows], [record["origin"] for _, record in rows], text_keys(texts),
+                       request_band_keys(signatures, requests), signatures, requests.threshold)
+
+
+def request_band_keys(signatures: np.ndarray, requests: NearDuplicateSettings) -> np.ndarray:
+    return lsh_band_keys(signatures, rows_per_band(requests.threshold, requests.num_perm))
+
+
+def split_leaks(split_of: list[str], origins: list[str], request_keys: np.ndarray, band_keys: np.ndarray,
+                signatures: SignatureFiles | np.ndarray, threshold: float) -> list[str]:
+    """`leaked_requests` on the rows' split names, origins, request hashes, LSH band keys and MinHash."""
+    same = exact_duplicates(request_keys)
+    earlier, later, similarity = similar_pairs(band_keys, signatures, threshold, np.arange(len(origins)))
     repeated = np.flatnonzero(same >= 0)
     earlier, later = np.concatenate([same[repeated], earlier]), np.concatenate([repeated, later])
     similarity = np.concatenate([np.ones(len(repeated)), similarity])
     leaked, reported = [], set()
     for first, second, value in zip(earlier.tolist(), later.tolist(), similarity.tolist(), strict=True):
-        (first_split, kept), (second_split, record) = rows[first], rows[second]
-        if first_split != second_split and second not in reported:
+        if split_of[first] != split_of[second] and second not in reported:
             reported.add(second)
             how = "repeats" if value == 1.0 else f"resembles (similarity {value:.2f})"
-            leaked.append(f"{record['origin']} in {second_split} {how} the request of {kept['origin']} in {first_split}")
+            leaked.append(f"{origins[second]} in {split_of[second]} {how} the request of {origins[first]} "
+                          f"in {split_of[first]}")
     return leaked
 
 

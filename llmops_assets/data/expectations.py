@@ -11,48 +11,57 @@ from typing import Any
 
 from llmops_assets.core.examples import format_problems
 from llmops_assets.core.tools import ToolSchema
-from llmops_assets.data.curate import normalized_text, primary_tool
+from llmops_assets.data.curate import primary_tool
 
 # user -> assistant turns (a tool result answered by the assistant allowed), an optional system first.
 ROLE_ORDER = r"^(?:system>)?user>assistant(?:>(?:user|tool)>assistant)*$"
 
 
+def example_row(record: dict[str, Any], split: str, schema: ToolSchema) -> dict[str, Any]:
+    """The columns the suite checks, of one published example (tokens come from the token counts)."""
+    messages = record["messages"]
+    return {
+        "id": record["id"], "origin": record["origin"], "split": split,
+        "role_order": ">".join(str(m.get("role")) for m in messages),
+        "empty_turns": sum(1 for m in messages if not (m.get("content") or m.get("tool_calls"))),
+        "tool": primary_tool(record),
+        "schema_problems": "; ".join(format_problems(messages, schema)),
+    }
+
+
 def example_table(splits: dict[str, list[dict[str, Any]]], token_counts: dict[str, int], schema: ToolSchema):
-    """One row per example with the columns the suite checks."""
+    """One row per example with the columns the suite checks (in memory: small data and tests)."""
     import pandas as pd
 
-    rows = []
-    for split_name, records in splits.items():
-        for record in records:
-            messages = record["messages"]
-            rows.append({
-                "id": record["id"], "origin": record["origin"], "split": split_name,
-                "role_order": ">".join(str(m.get("role")) for m in messages),
-                "empty_turns": sum(1 for m in messages if not (m.get("content") or m.get("tool_calls"))),
-                "tokens": token_counts.get(record["id"], 0),
-                "tool": primary_tool(record),
-                "schema_problems": "; ".join(format_problems(messages, schema)),
-                "text_chars": len(normalized_text(messages)),
-            })
-    return pd.DataFrame(rows)
+    table = pd.DataFrame([example_row(record, name, schema) for name, records in splits.items() for record in records])
+    return with_tokens(table, token_counts)
 
 
-def expectations(schema: ToolSchema, max_tokens: int) -> list[Any]:
+def with_tokens(table, token_counts: dict[str, int]):
+    """The table with each example's token count (0 where curation counted none)."""
+    table["tokens"] = table["id"].map(token_counts).fillna(0).astype("int64") if len(table) else []
+    return table
+
+
+def expectations(schema: ToolSchema, max_tokens: int | None) -> list[Any]:
+    """The suite; `max_tokens` None leaves the token bounds out (no token counts to check)."""
     import great_expectations as gx
 
     tools = [f["function"]["name"] for f in schema.functions] + ["text"]
+    token_bounds = [] if max_tokens is None else [
+        gx.expectations.ExpectColumnValuesToBeBetween(column="tokens", min_value=1, max_value=max_tokens)]
     return [
         gx.expectations.ExpectColumnValuesToNotBeNull(column="id"),
         gx.expectations.ExpectColumnValuesToBeUnique(column="id"),
         gx.expectations.ExpectColumnValuesToMatchRegex(column="role_order", regex=ROLE_ORDER),
         gx.expectations.ExpectColumnValuesToBeBetween(column="empty_turns", min_value=0, max_value=0),
-        gx.expectations.ExpectColumnValuesToBeBetween(column="tokens", min_value=1, max_value=max_tokens),
+        *token_bounds,
         gx.expectations.ExpectColumnValuesToBeInSet(column="tool", value_set=tools),
         gx.expectations.ExpectColumnValuesToBeInSet(column="schema_problems", value_set=[""]),
     ]
 
 
-def validate(table, schema: ToolSchema, max_tokens: int) -> list[dict[str, Any]]:
+def validate(table, schema: ToolSchema, max_tokens: int | None) -> list[dict[str, Any]]:
     """Each expectation's outcome: success, unexpected count and the first offending examples."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig

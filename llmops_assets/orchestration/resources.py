@@ -15,6 +15,7 @@ from functools import cached_property
 from pathlib import Path
 
 from dagster import (
+    AssetCheckKey,
     AssetCheckResult,
     AssetCheckSeverity,
     AssetKey,
@@ -245,12 +246,13 @@ def artifact_result(artifact: Artifact, **metadata) -> MaterializeResult:
 
 
 def gate_result(name: str, value: float, threshold: float, passed: bool, bound: float | None = None,
-                **metadata) -> AssetCheckResult:
-    """A blocking gate's check result with value, threshold, bound and verdict in its metadata."""
-    return verdict_result(Verdict(name, float(value), float(threshold), bool(passed), bound=bound), **metadata)
+                check: AssetCheckKey | None = None, **metadata) -> AssetCheckResult:
+    """A blocking gate's check result with value, threshold, bound and verdict in its metadata
+    (`check`: which one, where one op evaluates several)."""
+    return verdict_result(Verdict(name, float(value), float(threshold), bool(passed), bound=bound), check, **metadata)
 
 
-def verdict_result(verdict: Verdict, **metadata) -> AssetCheckResult:
+def verdict_result(verdict: Verdict, check: AssetCheckKey | None = None, **metadata) -> AssetCheckResult:
     """A failed blocking verdict fails its check (ERROR: what follows does not run). A verdict
     configured not to block passes its check, with verdict WARN in the metadata: to Dagster's
     automation a failed check holds back what follows whatever its severity, so only a check
@@ -258,6 +260,7 @@ def verdict_result(verdict: Verdict, **metadata) -> AssetCheckResult:
     return AssetCheckResult(
         passed=verdict.passed or not verdict.blocking,
         severity=AssetCheckSeverity.ERROR,
+        **({"asset_key": check.asset_key, "check_name": check.name} if check else {}),
         metadata={"gate": verdict.gate, "value": verdict.value, "threshold": verdict.threshold,
                   **({"bound": verdict.bound} if verdict.bound is not None else {}),
                   "verdict": verdict.label, **({"note": verdict.note} if verdict.note else {}), **metadata},

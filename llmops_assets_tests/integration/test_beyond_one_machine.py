@@ -93,7 +93,7 @@ def test_artifacts_releases_and_requests_live_in_the_shared_services(cluster_run
     assert {"requests", "feedback"} <= tables
 
 
-def test_the_search_keeps_its_study_in_the_instance_postgres_beside_dagster(cluster_run):
+def test_the_search_keeps_its_study_in_the_instance_postgres_beside_dagster(cluster_run, tmp_path):
     """hpo_study found the instance's Postgres and kept the study in a schema of its own (Optuna and
     Dagster both keep an alembic_version table); sft_adapter trained with its best values."""
     engine = sqlalchemy.create_engine(f"{cluster_run['postgres']}/dagster")
@@ -105,5 +105,5 @@ def test_the_search_keeps_its_study_in_the_instance_postgres_beside_dagster(clus
     study = instance.get_latest_materialization_event(AssetKey("hpo_study")).asset_materialization.metadata
     assert study["storage"].value.endswith("/dagster (schema optuna)") and study["completed"].value >= 1
     sft = instance.get_latest_materialization_event(AssetKey("sft_adapter")).asset_materialization.metadata
-    assert ArtifactStore(f"{cluster_run['bucket']}/artifacts").get("sft_adapter", sft["version"].value) \
-        .manifest["inputs"]["hpo_study"] == study["version"].value
+    store = ArtifactStore(f"{cluster_run['bucket']}/artifacts", cache_dir=tmp_path)
+    assert store.get("sft_adapter", sft["version"].value).manifest["inputs"]["hpo_study"] == study["version"].value

@@ -166,7 +166,7 @@ def test_ingest_data_on_a_fresh_instance_builds_what_it_needs(tmp_path):
     assert "ingest_data needs base_model, never materialized here" in done.stdout
     assert step_names(done.stdout) == {"base_model", "raw_examples", "curated_dataset"} | {
         f"curated_dataset_{check}" for check in ("enough_examples", "format_valid", "few_duplicates", "token_length",
-                                                 "no_split_leakage", "rows_accounted_for", "great_expectations_suite")}
+                                                 "rows_accounted_for", "published_splits")}  # the last: two gates
 
 
 def test_gc_removes_what_a_killed_publish_left_and_keeps_complete_versions(llmops):

@@ -1,14 +1,19 @@
-"""The real `dagster-webserver`: its GraphQL asset graph matches the definitions, and headless
-Chromium shows every asset and gate in the lineage (a screenshot is kept for people to see)."""
+"""The real `dagster-webserver`: its GraphQL asset graph matches the definitions, headless
+Chromium shows every asset and gate in the lineage (a screenshot is kept for people to see), and
+after a run each step's cost and the hyperparameter study's plots on the asset pages."""
 
 import os
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from llmops_assets.definitions import defs
-from llmops_assets_tests.conftest import TINY_CONFIG, gate_count
+from llmops_assets_tests.conftest import TINY_CONFIG, derived_config, gate_count, stop_servers
 from llmops_assets_tests.graph import describe
 from llmops_assets_tests.operations.processes import graphql, instance_env, webserver
 
@@ -25,8 +30,10 @@ ASSET_GRAPH = """{ assetNodes { assetKey { path } groupName dependencyKeys { pat
 @pytest.fixture(scope="module")
 def dagster_ui(tmp_path_factory):
     root = tmp_path_factory.mktemp("ui")
-    with webserver(root, instance_env(root, TINY_CONFIG)) as url:
-        yield url
+    env = instance_env(root, TINY_CONFIG)
+    with webserver(root, env) as url:
+        yield SimpleNamespace(url=url, env=env, root=root)
+    stop_servers(root / "llmops")
 
 
 def expected_graph() -> dict[str, dict]:
@@ -39,7 +46,7 @@ def expected_graph() -> dict[str, dict]:
 
 
 def test_graphql_asset_graph_matches_the_definitions(dagster_ui):
-    nodes = graphql(dagster_ui, ASSET_GRAPH)["assetNodes"]
+    nodes = graphql(dagster_ui.url, ASSET_GRAPH)["assetNodes"]
     served = {
         "/".join(n["assetKey"]["path"]): {
             "group": n["groupName"],
@@ -58,13 +65,13 @@ def test_lineage_in_the_browser_shows_every_asset_and_gate(dagster_ui):
     from playwright.sync_api import sync_playwright
 
     expected = expected_graph()
-    graphql(dagster_ui, "mutation { setNuxSeen }")  # the first-visit modal would cover the graph
+    graphql(dagster_ui.url, "mutation { setNuxSeen }")  # the first-visit modal would cover the graph
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         try:
             page = browser.new_page(viewport={"width": 1800, "height": 1300})
-            page.goto(f"{dagster_ui}/asset-groups", wait_until="networkidle")
+            page.goto(f"{dagster_ui.url}/asset-groups", wait_until="networkidle")
             # The global lineage opens with every group collapsed: graph settings -> Expand all groups.
             expect_count(page.locator('[aria-label="unfold_more"]'), 4)
             page.locator('[aria-label="settings"]').last.click()
@@ -79,7 +86,7 @@ def test_lineage_in_the_browser_shows_every_asset_and_gate(dagster_ui):
             for asset, node in expected.items():
                 if not node["checks"]:
                     continue
-                page.goto(f"{dagster_ui}/assets/{asset}?view=checks", wait_until="networkidle")
+                page.goto(f"{dagster_ui.url}/assets/{asset}?view=checks", wait_until="networkidle")
                 expect_visible(page.get_by_text(f"Checks ({len(node['checks'])})"))
                 for name, _ in node["checks"]:
                     expect_visible(page.get_by_text(name, exact=True).first)
@@ -87,6 +94,37 @@ def test_lineage_in_the_browser_shows_every_asset_and_gate(dagster_ui):
                 if blocking:  # drift_report has only a warning
                     page.get_by_text(blocking[0], exact=True).first.click()
                     expect_visible(page.get_by_text("This is a blocking asset check."))
+        finally:
+            browser.close()
+
+
+@pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (.ci/run installs Debian's chromium)")
+def test_the_ui_shows_each_steps_cost_and_the_search(dagster_ui, tmp_path):
+    """`llmops run` with a two-trial search into the UI's instance; the asset pages show the cost
+    metadata of a step and the study's best values and plots."""
+    from playwright.sync_api import sync_playwright
+
+    search = {"enabled": True, "trials": 2, "max_steps": [6, 12], "startup_trials": 2}
+    config = derived_config(tmp_path, {"stages": {"training": {"hpo": search}}})
+    done = subprocess.run([sys.executable, "-m", "llmops_assets.cli", "run"], env=dagster_ui.env | {"LLMOPS_CONFIG": str(config)},
+                          cwd=dagster_ui.root, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1800, "height": 1300})
+            page.goto(f"{dagster_ui.url}/assets/sft_adapter?view=events", wait_until="networkidle")
+            if page.get_by_role("button", name="Skip").is_visible():  # the first-visit community dialog
+                page.get_by_role("button", name="Skip").click()
+            for entry in ("cost", "cpu_seconds", "gpu_seconds", "wall_seconds"):
+                expect_visible(page.get_by_text(entry, exact=True).first)
+            page.goto(f"{dagster_ui.url}/assets/hpo_study?view=events", wait_until="networkidle")
+            for entry in ("best_params", "optimization_history", "param_importances", "trial_table"):
+                expect_visible(page.get_by_text(entry, exact=True).first)
+            # A plot is markdown: the metadata table opens it in a dialog.
+            page.get_by_role("row", name=re.compile("^optimization_history")).get_by_text("[Show Markdown]").click()
+            expect_visible(page.locator('img[alt="optimization_history"]').first)
+            page.screenshot(path=str(SCREENSHOTS / "hpo_study.png"))
         finally:
             browser.close()
 

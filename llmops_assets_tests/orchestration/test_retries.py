@@ -10,8 +10,8 @@ from llmops_assets.orchestration.resources import STEP_RETRY, Refused, retried_a
 from llmops_assets.training.backends import select_backend
 
 QUICK = RetryPolicy(max_retries=2, delay=0)
-SERVICE_STEPS = {"raw_examples", "base_model", "cpt_model", "hpo_study", "sft_adapter", "dpo_adapter", "eval_report", "merged_model",
-                 "gguf_model", "deployed_model"}
+SERVICE_STEPS = {"raw_examples", "base_model", "cpt_model", "hpo_study", "sft_adapter", "dpo_adapter", "eval_report",
+                 "merged_model", "gguf_model", "deployed_model"}
 
 
 def attempts_of(failure: Exception, failures: int):

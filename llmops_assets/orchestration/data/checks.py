@@ -1,12 +1,22 @@
 """Data gate: blocking checks on `curated_dataset`, thresholds from `stages.data.quality_gate`."""
 
 
-from dagster import AssetCheckExecutionContext, MetadataValue, asset_check
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckKey,
+    AssetCheckSpec,
+    AssetKey,
+    MetadataValue,
+    asset_check,
+    multi_asset_check,
+)
 
 from llmops_assets.core.contracts import DatasetReport, read_report
 from llmops_assets.core.storage import read_json, read_jsonl
 from llmops_assets.core.tools import ToolSchema
-from llmops_assets.data.curate import SPLITS, leaked_requests, request_similarity, unaccounted_rows
+from llmops_assets.data.chunks import worker_count
+from llmops_assets.data.curate import request_similarity, unaccounted_rows
+from llmops_assets.data.published import gate_published
 from llmops_assets.orchestration.resources import ArtifactStoreResource, PipelineConfig, gate_result
 
 
@@ -45,34 +55,32 @@ def token_length(context: AssetCheckExecutionContext, pipeline: PipelineConfig, 
                        max_tokens=report.max_tokens)
 
 
-@asset_check(asset="curated_dataset", blocking=True,
-             description="No request of one split repeats or closely resembles a request of another.")
-def no_split_leakage(context: AssetCheckExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
+LEAKAGE = AssetCheckKey(AssetKey("curated_dataset"), "no_split_leakage")
+SUITE = AssetCheckKey(AssetKey("curated_dataset"), "great_expectations_suite")
+
+
+@multi_asset_check(specs=[
+    AssetCheckSpec(LEAKAGE.name, asset=LEAKAGE.asset_key, blocking=True,
+                   description="No request of one split repeats or closely resembles a request of another."),
+    AssetCheckSpec(SUITE.name, asset=SUITE.asset_key, blocking=True,
+                   description="Great Expectations suite on the published splits: ids, role order, non-empty turns, "
+                               "token bounds, known tools, tool calls that match the schema."),
+])
+def curated_dataset_published_splits(context: AssetCheckExecutionContext, pipeline: PipelineConfig,
+                                     artifacts: ArtifactStoreResource):
+    """Both gates that read the published split files, from one parallel pass over them."""
     data = pipeline.settings.stages.data
     path = artifacts.upstream(context, "curated_dataset").path
     threshold = data.quality_gate.leakage_similarity
-    leaked = leaked_requests({name: read_jsonl(path / f"{name}.jsonl") for name in SPLITS},
-                             request_similarity(data.near_duplicates, threshold))
-    return gate_result("leaked_requests", len(leaked), 0, not leaked, similarity_threshold=threshold,
-                       examples=MetadataValue.json(leaked[:10]))
-
-
-@asset_check(asset="curated_dataset", blocking=True,
-             description="Great Expectations suite on the published splits: ids, role order, non-empty turns, "
-                         "token bounds, known tools, tool calls that match the schema.")
-def great_expectations_suite(context: AssetCheckExecutionContext, pipeline: PipelineConfig,
-                             artifacts: ArtifactStoreResource):
-    from llmops_assets.data import expectations
-
-    settings = pipeline.settings
-    path = artifacts.upstream(context, "curated_dataset").path
-    schema = ToolSchema.from_file(settings.domain.tools_file)
-    table = expectations.example_table({name: read_jsonl(path / f"{name}.jsonl") for name in SPLITS},
-                                       read_json(path / "token_counts.json"), schema)
-    outcomes = expectations.validate(table, schema, settings.stages.data.quality_gate.max_example_tokens)
-    failed = [o for o in outcomes if not o["success"]]
-    return gate_result("failed_expectations", len(failed), 0, not failed, examples_checked=len(table),
-                       expectations=MetadataValue.json(outcomes))
+    gates = gate_published(path, ToolSchema.from_file(pipeline.settings.domain.tools_file),
+                           read_json(path / "token_counts.json"), data.quality_gate.max_example_tokens,
+                           request_similarity(data.near_duplicates, threshold), worker_count(data.workers),
+                           context.log.info)
+    yield gate_result("leaked_requests", len(gates.leaked), 0, not gates.leaked, check=LEAKAGE,
+                      similarity_threshold=threshold, examples=MetadataValue.json(gates.leaked[:10]))
+    failed = [o for o in gates.outcomes if not o["success"]]
+    yield gate_result("failed_expectations", len(failed), 0, not failed, check=SUITE,
+                      examples_checked=gates.examples_checked, expectations=MetadataValue.json(gates.outcomes))
 
 
 @asset_check(asset="curated_dataset", blocking=True,
