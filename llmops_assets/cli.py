@@ -14,11 +14,11 @@ from llmops_assets.core import releases
 from llmops_assets.deployment import gateway, servers, targets
 from llmops_assets.orchestration.resources import (
     REBUILD_TAG,
-    USAGE_METADATA,
     ArtifactStoreResource,
     PipelineConfig,
     request_log,
     run_usage,
+    step_usage,
 )
 from llmops_assets.settings import ConfigError, load_settings
 
@@ -330,13 +330,8 @@ def format_gates(rows: list[dict[str, str]]) -> str:
 def format_step_usage(instance, run_id: str) -> str:
     """Each step's wall time and status, with the CPU and GPU seconds and cost its materialization
     recorded; the run's total against its budget (constraints)."""
-    from dagster import DagsterEventType
-
     limits = load_settings().constraints
-    recorded = {}
-    for record in instance.get_records_for_run(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION).records:
-        metadata = record.event_log_entry.asset_materialization.metadata
-        recorded[record.event_log_entry.step_key] = {k: metadata[k].value for k in USAGE_METADATA if k in metadata}
+    recorded = step_usage(instance, run_id)
     lines = ["", f"step usage (wall, CPU and GPU seconds; cost in {limits.currency} at constraints.rates):"]
     for stat in instance.get_run_step_stats(run_id):
         if stat.start_time and stat.end_time:
@@ -344,7 +339,7 @@ def format_step_usage(instance, run_id: str) -> str:
             measured = (f"  CPU {usage['cpu_seconds']:7.1f}s  GPU {usage['gpu_seconds']:6.1f}s  {usage['cost']:.4f}"
                         if "cost" in usage else "")
             lines.append(f"  {stat.step_key:<20} {stat.end_time - stat.start_time:7.1f}s{measured}  {stat.status.value}")
-    total, stats = run_usage(instance, run_id), instance.get_run_stats(run_id)
+    total, stats = run_usage(instance, run_id, recorded), instance.get_run_stats(run_id)
     wall = (stats.end_time or time.time()) - stats.start_time if stats.start_time else 0.0
     budget = ", ".join(f"{name} {value}" for name, value in (("max_time_hours", limits.max_time_hours),
                                                               ("max_cost", limits.max_cost)) if value is not None)

@@ -102,14 +102,20 @@ def usage_metadata(usage: Usage, settings: PipelineSettings) -> dict[str, float]
     return dict(zip(USAGE_METADATA, values, strict=True))
 
 
-def run_usage(instance, run_id: str) -> dict[str, float]:
-    """The run's usage so far: the sum of what its materialized steps recorded."""
-    total = dict.fromkeys(USAGE_METADATA, 0.0)
+def step_usage(instance, run_id: str) -> dict[str, dict[str, float]]:
+    """Step key -> the usage its materialization recorded, for the run's metered steps."""
+    recorded = {}
     for record in instance.get_records_for_run(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION).records:
         metadata = record.event_log_entry.asset_materialization.metadata
-        for key in USAGE_METADATA:
-            total[key] += float(metadata[key].value) if key in metadata else 0.0
-    return total
+        if all(key in metadata for key in USAGE_METADATA):
+            recorded[record.event_log_entry.step_key] = {key: float(metadata[key].value) for key in USAGE_METADATA}
+    return recorded
+
+
+def run_usage(instance, run_id: str, steps: dict[str, dict[str, float]] | None = None) -> dict[str, float]:
+    """The run's usage so far: the sum of what its materialized steps recorded (`steps`, when read already)."""
+    steps = step_usage(instance, run_id) if steps is None else steps
+    return {key: sum(usage[key] for usage in steps.values()) for key in USAGE_METADATA}
 
 
 def run_budget(context, settings: PipelineSettings, gpu_step: bool = False) -> RunBudget:

@@ -49,7 +49,7 @@ def search(base_dir: Path, train_rows: list[dict], validation_rows: list[dict],
         pruner=optuna.pruners.MedianPruner(n_startup_trials=hpo.startup_trials, n_warmup_steps=0))
     interrupted = [t for t in study.trials if t.state == TrialState.RUNNING]
     for trial in interrupted:  # an attempt killed midway: its trial cannot be resumed as such
-        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        study.tell(trial.number, state=TrialState.FAIL)
     finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     spent = sum(_seconds(t) for t in study.trials if t.datetime_complete)
     resumed = bool(study.trials)
