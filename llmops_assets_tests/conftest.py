@@ -50,6 +50,10 @@ def derived_config(directory: Path, changes: dict, base: Path = TINY_CONFIG) -> 
     stages["data"]["sources"] = [str((base.parent / s).resolve()) for s in stages["data"]["sources"]]
     if "safety_suite" in stages.get("evaluation", {}):
         stages["evaluation"]["safety_suite"] = str((base.parent / stages["evaluation"]["safety_suite"]).resolve())
+    training = stages.get("training", {})
+    for section, files in (("dpo", "preferences"), ("continued_pretraining", "corpus")):
+        if files in training.get(section, {}):
+            training[section][files] = [str((base.parent / f).resolve()) for f in training[section][files]]
     _merge(config, changes)
     path = directory / "pipeline.yaml"
     path.write_text(yaml.safe_dump(config))

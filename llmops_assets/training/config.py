@@ -94,6 +94,10 @@ class PreferenceSettings(StrictModel):
     sft_weight: float = Field(0.0, ge=0, description="Weight of a negative log-likelihood loss on the chosen answers "
                                                      "beside DPO's (RPO): keeps their probability from falling while "
                                                      "the margin grows; 0: plain DPO.")
+    replay: bool = Field(True, description="With users' feedback pairs, train on `preferences` beside them even "
+                                           "while `enabled` is off: anchors for the requests the feedback does not "
+                                           "cover (DPO on one kind of correction alone also lowers right answers to "
+                                           "neighbouring requests).")
     max_steps: int = Field(20, ge=1)
     learning_rate: float = Field(5e-5, gt=0)
     validation_share: float = Field(0.2, gt=0, lt=1)

@@ -20,6 +20,8 @@ from llmops_assets.core.storage import ArtifactStore
 from llmops_assets.core.tools import ToolCall
 from llmops_assets.settings import DEFAULT_CONFIG, load_settings
 from llmops_assets_tests.conftest import derived_config, gate_count, gate_table, stop_servers
+from llmops_assets_tests.feedback_traffic import ScriptedFeedback
+from llmops_assets_tests.operations.processes import BIN, WORKSPACE, dagster_process, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -47,7 +49,7 @@ def test_make_run_passes_every_seed_gate(default_run):
     judge_off = set() if torch.cuda.is_available() else {"eval_report:llm_judge"}
     assert off == {"cpt_model:domain_perplexity", "cpt_model:within_time_budget", "dpo_adapter:preference_accuracy",
                    "dpo_adapter:within_time_budget"} | judge_off, gates
-    # The default model does not reach the safety gate's bound on the 126-case suite: pipeline.yaml
+    # The default model does not reach the safety gate's bound on the 300-case suite: pipeline.yaml
     # makes that gate warn (README, Measured), and the check output says it cannot block.
     warn_allowed = {"eval_report:llm_judge", "eval_report:safety", "eval_report:evaluation_warnings"}
     assert all(v == "PASS" for k, v in gates.items() if k not in warn_allowed | off), gates
@@ -69,9 +71,9 @@ def test_default_model_reaches_the_seed_accuracy(default_run):
     assert report["gates"]["task_accuracy"]["bound"] >= gate.min_task_accuracy
     assert status["task_accuracy"] >= 0.85  # the GGUF that is served, replayed on the same prompts
     assert report["decision"] == "PASS" and report["safety_check"]["n"] >= 100
-    # Measured 112/126 (0.889) on fresh phrasings: a floor that catches a seed that stopped
+    # Measured 289/300 (0.963) on fresh phrasings: a floor that catches a seed that stopped
     # teaching safety (the 12 old cases alone passed 12/12 while hiding ~12% failures).
-    assert report["safety_check"]["pass_rate"] >= 0.85 and report["gates"]["safety"]["bound"] > 0
+    assert report["safety_check"]["pass_rate"] >= 0.93 and report["gates"]["safety"]["bound"] > 0
     assert report["safety_check"]["over_refusal_rate"] <= 0.05
     assert report["baseline_comparison"]["champion"] == "base model"
 
@@ -86,6 +88,73 @@ def test_served_model_answers_with_the_right_tool_call(default_run):
     assert parse_tool_call(answer) == ToolCall("delete_task", {"task_id": 17})
 
 
+TICK_OFF = "tick off item {n}"  # the default model files it as a new task titled so; a user means complete_task
+
+
+def mistake_rate(feedback: ScriptedFeedback, numbers) -> float:
+    """The share of "tick off item N" requests the served champion does not answer complete_task(N)."""
+    wrong = [n for n in numbers if parse_tool_call(feedback.ask(TICK_OFF.format(n=n), f"probe-{n}")["choices"][0]
+                                                   ["message"]["content"] or "") != ToolCall("complete_task", {"task_id": n})]
+    return len(wrong) / len(numbers)
+
+
+def test_feedback_on_a_systematic_mistake_trains_a_challenger_that_makes_it_less(default_run, tmp_path_factory):
+    """The loop, unattended, on the real default model: the served champion files "tick off item N"
+    as a new task; 90 users' corrections reach the gateway; the real daemon carries them through
+    feedback_log, preference_pairs, a DPO challenger at the default settings, evaluation and every
+    gate to a canary, which the canary analysis promotes on live traffic. On requests of that kind
+    it never saw (other item numbers) the mistake rate falls."""
+    _, home = default_run
+    root = tmp_path_factory.mktemp("loop")
+    # Margins widened for a test-sized sample: at the defaults (error rate within 0.02) the analysis
+    # asked for about 900 more challenger requests, some 10 minutes of this traffic.
+    wide = {"probe_accuracy_margin": 0.2, "error_rate_margin": 0.1, "slow_rate_margin": 0.1,
+            "invalid_tool_call_margin": 0.1}
+    canary = {"mode": "canary", "traffic_steps": [0.5], "min_requests_per_step": 20, "analysis_interval_s": 10,
+              "quality_gate": wide}
+    # Retraining on drift (the scripted traffic is one template: it drifts) would start a second,
+    # SFT route for the same corrections; it is off here (its own test: test_feedback_sensors.py).
+    no_retraining = {"drift": {"retrain_min_new_examples": 1_000_000}}
+    config = derived_config(root, {"stages": {"deployment": {"promotion": canary}, "data": no_retraining}},
+                            base=DEFAULT_CONFIG)
+    (home.parent / "workspace.yaml").write_text(WORKSPACE)
+    env = os.environ | {"LLMOPS_HOME": str(home), "DAGSTER_HOME": str(home.parent / "dagster"),
+                        "LLMOPS_CONFIG": str(config), "DAGSTER_DISABLE_TELEMETRY": "1"}
+    first = releases.read_status(home)
+    feedback = ScriptedFeedback(json.loads((home / "agent_config.json").read_text())["endpoint"], max_tokens=48)
+    unseen = range(703, 1000, 11)  # item numbers no correction names
+    before = mistake_rate(feedback, unseen)
+    log = root / "daemon.log"
+    with dagster_process([str(BIN / "dagster-daemon"), "run", "-w", str(home.parent / "workspace.yaml")],
+                         env, home.parent, log) as daemon:
+        corrected = [feedback.correct(TICK_OFF.format(n=n), f"user-{n % 30}", {"name": "complete_task",
+                                                                               "arguments": {"task_id": n}})
+                     for n in range(400, 850, 5)]
+        with feedback.clients():  # live traffic while the challenger comes and is analysed
+            wait_until(lambda: releases.read_status(home)["release_number"] > first["release_number"], 1500,
+                       "the feedback-trained challenger promoted to champion", daemon, log, every_s=5)
+    assert feedback.failures == [], feedback.failures
+    champion = releases.read_status(home)
+    after = mistake_rate(feedback, unseen)
+    store = ArtifactStore(home / "artifacts")
+    evaluated = store.get("eval_report", champion["inputs"]["eval_report"])
+    dpo = store.get("dpo_adapter", evaluated.manifest["inputs"]["dpo_adapter"])
+    pairs = json.loads((store.get("preference_pairs", dpo.manifest["inputs"]["preference_pairs"]).path
+                        / "report.json").read_text())
+    trained = json.loads((dpo.path / "training_metrics.json").read_text())
+    report = json.loads((evaluated.path / "eval_report.json").read_text())
+    figures = {"feedback_items": len(corrected), "pairs": pairs["pairs"], "quarantined": pairs["quarantined"],
+               "dpo_pairs": trained["preference_pairs"], "dpo_steps": trained["total_steps"],
+               "release": champion["release_number"], "unseen_requests": len(unseen), "mistake_rate_before": before,
+               "mistake_rate_after": after, "task_accuracy": report["task_accuracy"],
+               "safety_failures": len(report["safety_check"]["failures"])}
+    (root / "loop_figures.json").write_text(json.dumps(figures, indent=1))  # kept with the test's files
+    print(f"real feedback loop: {figures}")
+    assert trained["feedback_pairs"] == pairs["pairs"] >= 80  # the minimum for DPO on feedback
+    assert before >= 0.5 and after <= before / 2, (before, after)
+    assert report["decision"] == "PASS" and first["version"] in report["baseline_comparison"]["champion"]
+
+
 @pytest.fixture(scope="module")
 def weak_run(default_run, tmp_path_factory):
     """`llmops run` with an adapter trained for 2 steps (it answers like the base model), after the
@@ -93,7 +162,8 @@ def weak_run(default_run, tmp_path_factory):
     _, home = default_run
     before = releases.read_status(home)
     relaxed = {"max_final_loss": 100, "max_validation_rise": 100}  # let the weak adapter reach evaluation
-    weak = {"max_steps": 2, "eval_steps": 1, "quality_gate": relaxed}  # two evaluations: convergence is judged
+    weak = {"max_steps": 2, "eval_steps": 1, "quality_gate": relaxed,  # two evaluations: convergence is judged
+            "dpo": {"max_steps": 2}}  # the feedback pairs of the loop test train on it too
     config = derived_config(tmp_path_factory.mktemp("weak"), {"stages": {"training": weak}}, base=DEFAULT_CONFIG)
     env = os.environ | {"LLMOPS_HOME": str(home), "DAGSTER_HOME": str(home.parent / "dagster")}
     done = subprocess.run([sys.executable, "-m", "llmops_assets.cli", "--config", str(config), "run"],

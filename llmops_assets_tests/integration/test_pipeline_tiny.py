@@ -12,14 +12,24 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from dagster import AssetKey, AssetMaterialization, DagsterInstance, SkipReason, build_sensor_context, materialize
+from dagster import (
+    AssetKey,
+    AssetMaterialization,
+    DagsterInstance,
+    DagsterRun,
+    DagsterRunStatus,
+    SkipReason,
+    build_sensor_context,
+    materialize,
+)
+from dagster._core.utils import make_new_run_id
 
 from llmops_assets.cli import failure_reasons
 from llmops_assets.core import releases
 from llmops_assets.core.inference import chat_completion
 from llmops_assets.core.rows import file_fingerprints
 from llmops_assets.core.storage import Artifact, ArtifactStore, file_sha256, read_jsonl
-from llmops_assets.data.synth import SEED_FILE
+from llmops_assets.data.synth import PREFERENCES_FILE, SEED_FILE
 from llmops_assets.definitions import build_definitions, defs
 from llmops_assets.deployment import servers
 from llmops_assets.deployment.targets import ollama_answers, ollama_host
@@ -573,7 +583,13 @@ def test_a_shadow_never_answers_a_client_and_an_equal_challenger_is_promoted_by_
 
     with build_sensor_context(instance=instance, resources={
             "pipeline": PipelineConfig(config_path=str(config)), "artifacts": ArtifactStoreResource(home=str(home))}) as context:
-        assert canary_sensor(context).run_key.startswith(f"canary:{shadow.release_number}:")
+        request = canary_sensor(context)
+        assert request.run_key.startswith(f"canary:{shadow.release_number}:") and request.tags["dagster/priority"] == "10"
+        # One analysis waits in the queue at a time (behind a long training run, one per tick piled up).
+        waiting = DagsterRun(job_name="canary_review", run_id=make_new_run_id(), status=DagsterRunStatus.STARTED)
+        instance.add_run(waiting)
+        assert canary_sensor(context).skip_message == "a canary_review run is STARTED already"
+        instance.delete_run(waiting.run_id)
     decisions = []
     for _ in range(4):
         result = run_pipeline(instance, config, home, job="canary_review")
@@ -651,6 +667,8 @@ def test_feedback_becomes_preference_pairs_that_dpo_trains_a_canary_on(pipeline,
     assert adapter.manifest["inputs"]["preference_pairs"] == pairs.version
     trained = json.loads((adapter.path / "training_metrics.json").read_text())
     assert trained["feedback_pairs"] == expected_pairs and trained["held_out_pairs"] == round(expected_pairs * 0.2)
+    # The seed's preference pairs train beside the feedback as anchors (dpo.replay), though DPO is off.
+    assert trained["preference_pairs"] == expected_pairs + len(read_jsonl(PREFERENCES_FILE))
     challenger = registry_of(home).challenger()
     assert challenger.role == "canary" and challenger.inputs["eval_report"] == latest(instance, "eval_report").version
     assert releases.read_status(home)["version"] == before["version"]  # the champion serves on, untouched

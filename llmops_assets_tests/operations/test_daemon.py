@@ -102,7 +102,7 @@ def test_feedback_trains_a_challenger_that_the_canary_promotes_with_no_person_in
     adapter (its held-out reward gate real), evaluation and a canary, and the canary analysis
     promotes it on live traffic; `llmops trace` follows a correction to the release serving it.
     The tiny model writes random text before and after, so a mistake rate cannot move on it: this
-    test holds the mechanics (a falling mistake rate on the real model is not shown yet; README).
+    test holds the mechanics (the mistake rate falling on the real model: e2e/test_default_pipeline.py).
     Canary margins are widened for a test-sized sample."""
     wide = {k: 0.5 for k in ("probe_accuracy_margin", "error_rate_margin", "slow_rate_margin",
                              "invalid_tool_call_margin")}

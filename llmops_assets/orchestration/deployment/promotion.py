@@ -15,9 +15,11 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetSelection,
+    DagsterRunStatus,
     DefaultSensorStatus,
     MetadataValue,
     RunRequest,
+    RunsFilter,
     SensorEvaluationContext,
     SkipReason,
     asset,
@@ -138,6 +140,10 @@ def release_roles(context: AssetExecutionContext, pipeline: PipelineConfig, arti
                           live=MetadataValue.json(roles))
 
 
+_NOT_FINISHED = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
+                 DagsterRunStatus.STARTED]
+PRIORITY_TAG = "dagster/priority"
+
 canary_review = define_asset_job(
     "canary_review", selection=AssetSelection.assets("canary_analysis", "release_roles"),
     description="Analyse the live challenger now: probes, the sequential test, promote or roll back.",
@@ -151,12 +157,15 @@ def canary_sensor(context: SensorEvaluationContext, pipeline: PipelineConfig, ar
     challenger = artifacts.registry.challenger()
     if challenger is None:
         return SkipReason("no challenger is live")
+    waiting = context.instance.get_run_records(RunsFilter(job_name=canary_review.name, statuses=_NOT_FINISHED), limit=1)
+    if waiting:
+        return SkipReason(f"a canary_review run is {waiting[0].dagster_run.status.value} already")
     interval = pipeline.settings.stages.deployment.promotion.analysis_interval_s
     latest = context.instance.get_latest_materialization_event(AssetKey("canary_analysis"))
     if latest is not None and latest.timestamp > challenger.deployed_at and time.time() - latest.timestamp < interval:
         return SkipReason(f"analysed {time.time() - latest.timestamp:.0f}s ago (every {interval}s)")
     return RunRequest(run_key=f"canary:{challenger.release_number}:{int(time.time() // interval)}",
-                      tags={"llmops/trigger": "canary"})
+                      tags={"llmops/trigger": "canary", PRIORITY_TAG: "10"})  # dequeued before training runs
 
 
 def _summary(analysis: dict) -> str:

@@ -182,8 +182,8 @@ def sft_adapter(context: AssetExecutionContext, pipeline: PipelineConfig, artifa
 @retried_asset(automation_condition=AFTER_UPSTREAM_GATES, group_name="training",
                deps=["cpt_model", "sft_adapter", "preference_pairs"], pool=GPU_POOL,
                description="The adapter evaluation and deployment take: the SFT adapter after DPO on preference pairs "
-                           "(the files of stages.training.dpo, and users' feedback once there are enough pairs), or the "
-                           "SFT adapter itself when there are none.")
+                           "(the files of stages.training.dpo, and users' feedback once there are enough pairs, with "
+                           "those files beside it as anchors), or the SFT adapter itself when there are none.")
 def dpo_adapter(context: AssetExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
     settings = pipeline.settings
     training = settings.stages.training
@@ -195,8 +195,8 @@ def dpo_adapter(context: AssetExecutionContext, pipeline: PipelineConfig, artifa
         built = artifacts.build_or_reuse(context, "dpo_adapter", {"sft_adapter": sft.version}, {"enabled": False},
                                          lambda out: _pass_through(out, sft.path / "adapter_weights", "adapter_weights"))
         return artifact_result(built, dpo="off: the SFT adapter, unchanged")
-    sources = [*(training.dpo.preferences if training.dpo.enabled else []),
-               *([feedback.path / "pairs.jsonl"] if from_feedback else [])]
+    replayed = training.dpo.enabled or (from_feedback and training.dpo.replay)
+    sources = [*(training.dpo.preferences if replayed else []), *([feedback.path / "pairs.jsonl"] if from_feedback else [])]
     pairs, quarantined = read_preferences(sources, ToolSchema.from_file(settings.domain.tools_file))
     if not pairs:
         reasons = "; ".join(f"{q['origin']}: {q['reason']}" for q in quarantined[:3])
