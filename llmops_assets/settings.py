@@ -90,7 +90,9 @@ class PipelineSettings(StrictModel):
                                       or evaluation.judge.resolved_kind() == "off",
                                       "min_judge_score 0" if evaluation.judge.resolved_kind() != "off"
                                       else "the judge is off"),
-            "eval_report:no_regression": (evaluation.quality_gate.max_regression >= 1, "max_regression 1"),
+            "eval_report:no_regression": (evaluation.quality_gate.max_regression >= 1
+                                          and evaluation.quality_gate.max_safety_regression >= 1,
+                                          "max_regression 1 and max_safety_regression 1"),
             "eval_report:safety": (evaluation.quality_gate.max_safety_failure_rate >= 1
                                    or not evaluation.quality_gate.block_on_safety,
                                    "max_safety_failure_rate 1" if evaluation.quality_gate.block_on_safety

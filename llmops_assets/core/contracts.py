@@ -56,6 +56,18 @@ class DatasetReport(StrictModel):
     source_files: dict[str, str]
 
 
+class SafetyComparison(StrictModel):
+    """The safety suite's pass rate against the champion's on the same cases (exact McNemar)."""
+
+    champion_pass_rate: float
+    delta: float
+    p_worse: float
+    wins: int
+    losses: int
+    n: int
+    regressed: bool
+
+
 class BaselineComparison(StrictModel):
     champion: str
     champion_task_accuracy: float
@@ -66,7 +78,8 @@ class BaselineComparison(StrictModel):
     p_worse: float
     wins: int
     losses: int
-    regressed: bool
+    regressed: bool  # any metric: task accuracy, valid JSON, safety
+    safety: SafetyComparison | None = None  # older reports have none
 
 
 class SafetyCheck(StrictModel):

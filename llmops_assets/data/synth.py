@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 
 from llmops_assets.core.chat import tool_call_message
@@ -243,10 +244,15 @@ def generate_task_api_examples(count: int = 1000, seed: int = 7, duplicate_ratio
     return rows
 
 
-def generate_task_api_preferences(count: int = 96, seed: int = 11) -> list[dict]:
+def generate_task_api_preferences(count: int = 96, seed: int = 11, safety_count: int = 40) -> list[dict]:
     """Preference pairs (TRL's conversational shape) whose rejected answers are the mistakes a
     small model makes on this domain: "all tasks" read as open ones, complete and delete swapped,
-    a title cut short, an instruction hidden in a title obeyed instead of added literally."""
+    a title cut short, an instruction hidden in a title obeyed instead of added literally; then
+    `safety_count` pairs that prefer the seed's safe answer to carrying the request out (another
+    person's tasks listed, a bulk change done to one task, a harmful act filed as a task). Without
+    those, DPO on users' feedback has nothing holding the refusals in place: in the feedback loop's
+    test a challenger failed 29 of the 300 safety cases where its champion failed 11. Their
+    requests are none of the SFT seed's, so DPO does not train on rows of the test split."""
     rng = random.Random(seed)
     pairs: list[dict] = []
     seen: set[str] = set()
@@ -267,7 +273,29 @@ def generate_task_api_preferences(count: int = 96, seed: int = 11) -> list[dict]
         seen.add(request)
         pairs.append({"prompt": [{"role": "user", "content": request}],
                       "chosen": [tool_call_message(name, arguments)], "rejected": [tool_call_message(*wrong)]})
+    taught = {row["messages"][0]["content"].casefold() for row in generate_task_api_examples()}
+    safety_rng = random.Random(seed + 1)
+    while len(pairs) < count + safety_count:
+        request, answer = _one_safety_request(safety_rng)
+        if request in seen or request.casefold() in taught or answer.get("tool_calls"):  # injections: pairs above
+            continue
+        seen.add(request)
+        pairs.append({"prompt": [{"role": "user", "content": request}], "chosen": [answer],
+                      "rejected": [tool_call_message(*_carried_out(request, answer["content"], safety_rng))]})
     return pairs
+
+
+def _carried_out(request: str, refusal: str, rng: random.Random) -> tuple[str, dict]:
+    """The unsafe answer a small model gives instead of `refusal`: the request carried out with
+    the tools at hand, as the feedback loop's challenger did."""
+    first = int(next((word for word in re.findall(r"\d+", request)), "1"))
+    if refusal == _BULK_ANSWER:
+        return "delete_task", {"task_id": first}
+    if refusal == _BULK_COMPLETION_ANSWER:
+        return "complete_task", {"task_id": first}
+    if refusal in _PRIVACY_REFUSALS:
+        return "list_tasks", rng.choice([{}, {"status": "open"}, {"status": "done"}])
+    return "add_task", {"title": request}
 
 
 def _one_request(rng: random.Random) -> tuple[str, str, dict]:

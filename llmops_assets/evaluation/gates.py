@@ -20,12 +20,23 @@ def evaluation_verdicts(report: dict[str, Any], settings: EvaluationSettings) ->
         "regression": Verdict(
             "accuracy_delta_vs_champion", comparison["delta"], -gate.max_regression,
             enough and not comparison["regressed"],
-            note=f"vs {comparison['champion']}: delta {comparison['delta']:+.3f}, "
-                 f"{settings.confidence:.0%} interval [{comparison['ci_low']:+.3f}, {comparison['ci_high']:+.3f}], "
-                 f"{comparison.get('wins', 0)} wins / {comparison.get('losses', 0)} losses, "
-                 f"McNemar p(worse) {comparison.get('p_worse', 1.0):.3g}" + (f"; {too_few}" if too_few else "")),
+            note="; ".join(filter(None, [
+                f"vs {comparison['champion']}: accuracy delta {comparison['delta']:+.3f}, "
+                f"{settings.confidence:.0%} interval [{comparison['ci_low']:+.3f}, {comparison['ci_high']:+.3f}], "
+                f"{comparison.get('wins', 0)} wins / {comparison.get('losses', 0)} losses, "
+                f"McNemar p(worse) {comparison.get('p_worse', 1.0):.3g}",
+                _safety_comparison(comparison.get("safety"), gate), too_few]))),
         "safety": _safety(report["safety_check"], gate, settings.confidence),
     }
+
+
+def _safety_comparison(safety: dict[str, Any] | None, gate) -> str:
+    if safety is None:
+        return ""
+    return (f"safety pass rate delta {safety['delta']:+.3f} (champion {safety['champion_pass_rate']:.3f}), "
+            f"{safety['wins']} cases newly passed / {safety['losses']} newly failed, McNemar p(worse) "
+            f"{safety['p_worse']:.3g}" + (f": less safe than the champion beyond max_safety_regression "
+                                          f"{gate.max_safety_regression} and chance" if safety["regressed"] else ""))
 
 
 def _accuracy(report: dict[str, Any], gate, confidence: float, too_few: str) -> Verdict:

@@ -37,16 +37,20 @@ def mcnemar_worse_p(candidate: list[float], champion: list[float]) -> tuple[floa
 
 
 def regression_analysis(candidate: dict[str, list[float]], champion: dict[str, list[float]], champion_name: str,
-                        tolerance: float, samples: int, confidence: float) -> dict[str, Any]:
+                        tolerance: float, samples: int, confidence: float,
+                        tolerances: dict[str, float] | None = None) -> dict[str, Any]:
     """Per metric: delta, bootstrap interval, wins, losses and the McNemar p-value. A metric
-    regressed when it dropped by more than `tolerance` *and* p < 1 - confidence (worse beyond noise)."""
+    regressed when it dropped by more than its tolerance (`tolerances[name]`, else `tolerance`)
+    *and* p < 1 - confidence (worse beyond noise). Each metric may be scored on its own examples."""
     metrics = {}
     for name in candidate:
+        tolerance_here = (tolerances or {}).get(name, tolerance)
         result = paired_bootstrap(candidate[name], champion[name], samples, confidence)
         result["candidate"] = float(np.mean(candidate[name]))
         result["champion"] = float(np.mean(champion[name]))
         result["p_worse"], result["wins"], result["losses"] = mcnemar_worse_p(candidate[name], champion[name])
-        result["regressed"] = result["delta"] < -tolerance and result["p_worse"] < 1 - confidence
+        result["tolerance"] = tolerance_here
+        result["regressed"] = result["delta"] < -tolerance_here and result["p_worse"] < 1 - confidence
         metrics[name] = result
     return {"champion": champion_name, "tolerance": tolerance, "confidence": confidence,
             "metrics": metrics, "regressed": any(m["regressed"] for m in metrics.values())}

@@ -20,7 +20,7 @@ from llmops_assets.evaluation import judge as judging
 from llmops_assets.evaluation.config import EvaluationSettings
 from llmops_assets.evaluation.generate import generate_answers
 from llmops_assets.evaluation.regression import regression_analysis
-from llmops_assets.evaluation.safety import safety_report
+from llmops_assets.evaluation.safety import cases_passed, safety_report
 from llmops_assets.evaluation.text_metrics import text_overlap
 
 # answers(key, generate): the baseline's answers for `key` ({model, prompts, max_new_tokens}),
@@ -74,10 +74,18 @@ def evaluate(model_dir: Path, adapter_dir: Path, base_dir: Path, test_rows: list
                            benign_answers=[a for a, e in zip(answers, expected, strict=True) if isinstance(e, ToolCall)])
 
     conversations = [model_messages(r["messages"][:-1], system_prompt) for r in test_rows]
-    compared = score(expected, _baseline_answers(baseline, conversations, settings, progress, answers_cache), schema)
+    safety_conversations = [model_messages([{"role": "user", "content": c["request"]}], system_prompt)
+                            for c in safety_cases]
+    baseline_answers = _baseline_answers(baseline, conversations + safety_conversations, settings, progress,
+                                         answers_cache)
+    compared = score(expected, baseline_answers[:len(conversations)], schema)
     regression = regression_analysis(
-        _per_example(task), _per_example(compared), baseline.name,
-        settings.quality_gate.max_regression, settings.bootstrap_samples, settings.confidence)
+        {**_per_example(task), "safety_pass_rate": _floats(cases_passed(safety_cases, safety_answers, schema))},
+        {**_per_example(compared),
+         "safety_pass_rate": _floats(cases_passed(safety_cases, baseline_answers[len(conversations):], schema))},
+        baseline.name, settings.quality_gate.max_regression, settings.bootstrap_samples, settings.confidence,
+        tolerances={"safety_pass_rate": settings.quality_gate.max_safety_regression})
+    safety_regression = regression["metrics"]["safety_pass_rate"]
 
     kind = settings.judge.resolved_kind()
     if kind == "off":
@@ -99,7 +107,10 @@ def evaluate(model_dir: Path, adapter_dir: Path, base_dir: Path, test_rows: list
         "baseline_comparison": {"champion": baseline.name, "champion_task_accuracy": compared["task_accuracy"],
                                 **{k: v for k, v in regression["metrics"]["task_accuracy"].items()
                                    if k in ("delta", "ci_low", "ci_high", "p_worse", "wins", "losses", "n")},
-                                "regressed": regression["regressed"]},
+                                "regressed": regression["regressed"],
+                                "safety": {"champion_pass_rate": safety_regression["champion"],
+                                           **{k: safety_regression[k] for k in
+                                              ("delta", "p_worse", "wins", "losses", "n", "regressed")}}},
         "text_answers": text_answers(task),
         "safety_check": safety,
         "failures": [p for p in task["predictions"] if not p["correct"]],
@@ -120,8 +131,8 @@ def text_answers(task: dict[str, Any]) -> dict[str, Any]:
 
 def _baseline_answers(baseline: Baseline, conversations, settings: EvaluationSettings, progress,
                       answers_cache: AnswerCache) -> list[str]:
-    """The baseline's greedy answers to the test prompts, generated in transformers like the
-    candidate's, or the ones it gave the same prompts before."""
+    """The baseline's greedy answers to the test and safety prompts, generated in transformers like
+    the candidate's, or the ones it gave the same prompts before."""
     from transformers import AutoTokenizer
 
     prompts = [render_prompt(AutoTokenizer.from_pretrained(baseline.model_dir), c) for c in conversations]
@@ -129,11 +140,15 @@ def _baseline_answers(baseline: Baseline, conversations, settings: EvaluationSet
            "max_new_tokens": str(settings.max_new_tokens)}
 
     def generate() -> list[str]:
-        progress(f"{baseline.name} answers this test set, in transformers like the candidate")
+        progress(f"{baseline.name} answers this test set and safety suite, in transformers like the candidate")
         model, tokenizer = load_base(baseline.model_dir)
         return generate_answers(model, tokenizer, prompts, settings.batch_size, settings.max_new_tokens, progress)
 
     return answers_cache(key, generate)
+
+
+def _floats(flags: list[bool]) -> list[float]:
+    return [float(flag) for flag in flags]
 
 
 def _per_example(result: dict[str, Any]) -> dict[str, list[float]]:

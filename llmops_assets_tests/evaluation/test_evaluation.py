@@ -217,6 +217,50 @@ def test_the_regression_decision_is_sound_on_small_samples():
     assert not regression_analysis({"task_accuracy": [0.0]}, {"task_accuracy": [1.0]}, "c", 0.05, 200, 0.95)["regressed"]
 
 
+def _safety_regression(candidate: list[float], champion: list[float]) -> dict:
+    metrics = regression_analysis({"safety_pass_rate": candidate}, {"safety_pass_rate": champion}, "c",
+                                  SETTINGS.quality_gate.max_regression, 200, 0.95,
+                                  tolerances={"safety_pass_rate": SETTINGS.quality_gate.max_safety_regression})
+    return metrics["metrics"]["safety_pass_rate"]
+
+
+def test_a_challenger_less_safe_than_the_champion_fails_the_regression_gate_even_with_safety_only_warning():
+    """What the feedback loop's test once promoted: a DPO challenger failing 29 of the 300 safety
+    cases where the champion failed 11 (within max_regression on accuracy, and the safety gate
+    only warns on the default). The safety pass rate is compared case by case with the champion's
+    and blocks; churn between equally safe models (as many cases fixed as broken) does not."""
+    assert not SETTINGS.quality_gate.block_on_safety
+    champion = [0.0] * 11 + [1.0] * 289
+    challenger = [0.0] * 9 + [1.0] * 2 + [0.0] * 20 + [1.0] * 269  # 2 fixed, 20 newly failed: 29 failures
+    worse = _safety_regression(challenger, champion)
+    assert worse["regressed"] and (worse["wins"], worse["losses"]) == (2, 20) and worse["p_worse"] < 0.001
+    report = _report(146, 0.93) | {"baseline_comparison": {
+        "champion": "champion v1", "delta": -0.01, "ci_low": -0.05, "ci_high": 0.03, "regressed": True,
+        "safety": {"champion_pass_rate": worse["champion"], **{k: worse[k] for k in
+                                                              ("delta", "p_worse", "wins", "losses", "n", "regressed")}}}}
+    verdicts = evaluation_verdicts(report, SETTINGS)
+    assert not verdicts["regression"].passed and verdicts["regression"].blocking and decision(verdicts) == "FAIL"
+    assert "20 newly failed" in verdicts["regression"].note and "less safe than the champion" in verdicts["regression"].note
+    churn = [0.0] * 5 + [1.0] * 6 + [0.0] * 6 + [1.0] * 283  # 6 fixed, 6 broken: as safe
+    assert not _safety_regression(churn, champion)["regressed"]
+
+
+def test_the_safety_regression_decision_is_sound_on_the_suite():
+    """Simulated suites of the shipped size: an equally safe challenger (each case failed at 4%,
+    independently of the champion) is flagged at most 5% of the time; one failing 12% is caught."""
+    import numpy as np
+
+    rng = np.random.default_rng(11)
+
+    def flagged(fail_candidate: float, fail_champion: float = 0.04, n: int = 300) -> bool:
+        champion = (rng.random(n) >= fail_champion).astype(float).tolist()
+        candidate = (rng.random(n) >= fail_candidate).astype(float).tolist()
+        return _safety_regression(candidate, champion)["regressed"]
+
+    assert sum(flagged(0.04) for _ in range(400)) / 400 <= 0.05
+    assert sum(flagged(0.12) for _ in range(200)) / 200 >= 0.95
+
+
 def test_too_few_test_examples_fail_accuracy_and_regression():
     report = {"n": 5, "task_accuracy": 1.0, "llm_judge_score": 1.0, "judge_agreement": 1.0, "judge_real_negatives": 20,
               "baseline_comparison": {"champion": "x", "delta": 0.0, "ci_low": 0.0, "ci_high": 0.0, "regressed": False},

@@ -76,6 +76,10 @@ def test_every_asset_materializes_and_every_gate_passes(pipeline):
     assert all(e.passed for e in evaluations), [(e.check_name, e.metadata) for e in evaluations if not e.passed]
     for evaluation in evaluations:
         assert {"value", "threshold", "verdict"} <= set(evaluation.metadata)
+    instance, _, _ = pipeline
+    report = json.loads((latest(instance, "eval_report").path / "eval_report.json").read_text())
+    safety = report["baseline_comparison"]["safety"]  # the champion answered the safety suite too, case by case
+    assert safety["n"] == report["safety_check"]["n"] and safety["wins"] + safety["losses"] <= safety["n"]
 
 
 def latest(instance, asset) -> Artifact:

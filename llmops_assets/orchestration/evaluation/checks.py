@@ -31,7 +31,8 @@ def llm_judge(context: AssetCheckExecutionContext, pipeline: PipelineConfig, art
 
 
 @asset_check(asset="eval_report", blocking=True,
-             description="No regression against the deployed champion beyond tolerance and noise (paired bootstrap).")
+             description="No regression against the deployed champion beyond tolerance and chance (exact McNemar on "
+                         "the examples where they disagree): task accuracy, valid JSON, and the safety suite's pass rate.")
 def no_regression(context: AssetCheckExecutionContext, pipeline: PipelineConfig, artifacts: ArtifactStoreResource):
     return _gate(context, pipeline, artifacts, "regression", comparison=lambda r: r["baseline_comparison"])
 
