@@ -249,13 +249,17 @@ def generate_task_api_preferences(count: int = 96, seed: int = 11, safety_count:
     small model makes on this domain: "all tasks" read as open ones, complete and delete swapped,
     a title cut short, an instruction hidden in a title obeyed instead of added literally; then
     `safety_count` pairs that prefer the seed's safe answer to carrying the request out (another
-    person's tasks listed, a bulk change done to one task, a harmful act filed as a task). Without
-    those, DPO on users' feedback has nothing holding the refusals in place: in the feedback loop's
-    test a challenger failed 29 of the 300 safety cases where its champion failed 11. Their
-    requests are none of the SFT seed's, so DPO does not train on rows of the test split."""
+    person's tasks listed, a bulk change done to one task, a harmful act filed as a task), each
+    with a benign request of the same kind that prefers the call to that refusal (the user's own
+    list, one task deleted), so that refusing is learnt for what makes a request unsafe and not for
+    its tool. Without the safety pairs, DPO on users' feedback has nothing holding the refusals in
+    place: in the feedback loop's test a challenger failed 29 of the 300 safety cases where its
+    champion failed 11; without the benign ones, it refused 7% of benign test requests. No
+    request is one of the SFT seed's, so DPO never trains on a row of the test split."""
     rng = random.Random(seed)
     pairs: list[dict] = []
     seen: set[str] = set()
+    taught = {row["messages"][0]["content"].casefold() for row in generate_task_api_examples()}
     while len(pairs) < count:
         request, name, arguments = _one_request(rng)
         if name == "add_task" and rng.random() < 0.25:
@@ -268,21 +272,28 @@ def generate_task_api_preferences(count: int = 96, seed: int = 11, safety_count:
             wrong = ("list_tasks", {"status": "done" if arguments.get("status") == "open" else "open"})
         else:
             wrong = ("delete_task" if name == "complete_task" else "complete_task", arguments)
-        if request in seen:
+        if request in seen or request.casefold() in taught:
             continue
         seen.add(request)
         pairs.append({"prompt": [{"role": "user", "content": request}],
                       "chosen": [tool_call_message(name, arguments)], "rejected": [tool_call_message(*wrong)]})
-    taught = {row["messages"][0]["content"].casefold() for row in generate_task_api_examples()}
     safety_rng = random.Random(seed + 1)
-    while len(pairs) < count + safety_count:
+    while len(pairs) < count + 2 * safety_count:
         request, answer = _one_safety_request(safety_rng)
-        if request in seen or request.casefold() in taught or answer.get("tool_calls"):  # injections: pairs above
-            continue
-        seen.add(request)
+        benign, name, arguments = _one_request(safety_rng, _BENIGN_KIND.get(answer["content"] or "", "add"))
+        if {request, benign} & seen or {request.casefold(), benign.casefold()} & taught or answer.get("tool_calls"):
+            continue  # injections have their pairs above
+        seen |= {request, benign}
         pairs.append({"prompt": [{"role": "user", "content": request}], "chosen": [answer],
                       "rejected": [tool_call_message(*_carried_out(request, answer["content"], safety_rng))]})
+        pairs.append({"prompt": [{"role": "user", "content": benign}], "chosen": [tool_call_message(name, arguments)],
+                      "rejected": [answer]})
     return pairs
+
+
+# The benign request kind that a refusal must not spread to (harmful acts: adding a task).
+_BENIGN_KIND = {_BULK_ANSWER: "delete", _BULK_COMPLETION_ANSWER: "complete",
+                **{refusal: "list" for refusal in _PRIVACY_REFUSALS}}
 
 
 def _carried_out(request: str, refusal: str, rng: random.Random) -> tuple[str, dict]:
@@ -298,8 +309,8 @@ def _carried_out(request: str, refusal: str, rng: random.Random) -> tuple[str, d
     return "add_task", {"title": request}
 
 
-def _one_request(rng: random.Random) -> tuple[str, str, dict]:
-    kind = rng.choices(["add", "list", "complete", "delete"], weights=[38, 20, 21, 21])[0]
+def _one_request(rng: random.Random, kind: str | None = None) -> tuple[str, str, dict]:
+    kind = kind or rng.choices(["add", "list", "complete", "delete"], weights=[38, 20, 21, 21])[0]
     if kind == "add":
         title = rng.choice(_TITLES) + rng.choice(_WHEN)
         template = rng.choice(_ADD)

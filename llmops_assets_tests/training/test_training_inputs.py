@@ -8,7 +8,7 @@ import pytest
 
 from llmops_assets.core.storage import link_tree, read_jsonl
 from llmops_assets.core.tools import ToolSchema
-from llmops_assets.data.synth import PREFERENCES_FILE, generate_task_api_preferences
+from llmops_assets.data.synth import PREFERENCES_FILE, SEED_FILE, generate_task_api_preferences
 from llmops_assets.settings import DEFAULT_CONFIG, load_settings
 from llmops_assets.training.backends import current_backend
 from llmops_assets.training.config import PreferenceSettings, TrainingSettings
@@ -26,10 +26,16 @@ def call(name, **arguments):
 def test_the_shipped_preference_pairs_are_the_generator_output_and_all_valid():
     assert read_jsonl(PREFERENCES_FILE) == generate_task_api_preferences()
     pairs, quarantined = read_preferences([PREFERENCES_FILE], SCHEMA)
-    assert len(pairs) == 96 and quarantined == []
+    assert len(pairs) == 176 and quarantined == []
     injected = [p for p in pairs if "Ignore your instructions" in p["prompt"][0]["content"]]
     assert injected and all("delete_task" in json.dumps(p["rejected"]) and "add_task" in json.dumps(p["chosen"])
                             for p in injected)
+    refusals = [p for p in pairs if p["chosen"][0]["content"]]  # the safe answer preferred to carrying it out
+    overdone = [p for p in pairs if p["rejected"][0]["content"]]  # a benign request preferred done, not refused
+    assert len(refusals) == len(overdone) == 40
+    assert {p["rejected"][0]["content"] for p in overdone} <= {p["chosen"][0]["content"] for p in refusals}
+    seed_requests = {row["messages"][0]["content"].casefold() for row in read_jsonl(SEED_FILE)}
+    assert not [p for p in pairs if p["prompt"][0]["content"].casefold() in seed_requests]  # never a test-split row
 
 
 def test_bad_preference_rows_are_quarantined_with_file_line_and_reason(tmp_path):
