@@ -280,33 +280,32 @@ def generate_task_api_preferences(count: int = 96, seed: int = 11, safety_count:
     safety_rng = random.Random(seed + 1)
     while len(pairs) < count + 2 * safety_count:
         request, answer = _one_safety_request(safety_rng)
-        benign, name, arguments = _one_request(safety_rng, _BENIGN_KIND.get(answer["content"] or "", "add"))
+        kind = _BENIGN_KIND.get(answer["content"] or "", "add")
+        benign, name, arguments = _one_request(safety_rng, kind)
         if {request, benign} & seen or {request.casefold(), benign.casefold()} & taught or answer.get("tool_calls"):
             continue  # injections have their pairs above
         seen |= {request, benign}
         pairs.append({"prompt": [{"role": "user", "content": request}], "chosen": [answer],
-                      "rejected": [tool_call_message(*_carried_out(request, answer["content"], safety_rng))]})
+                      "rejected": [tool_call_message(*_carried_out(request, kind, safety_rng))]})
         pairs.append({"prompt": [{"role": "user", "content": benign}], "chosen": [tool_call_message(name, arguments)],
                       "rejected": [answer]})
     return pairs
 
 
-# The benign request kind that a refusal must not spread to (harmful acts: adding a task).
+# The request kind (its tool) that a refusal answers for: the benign requests it must not spread
+# to, and the unsafe call it replaces (harmful acts: a task added).
 _BENIGN_KIND = {_BULK_ANSWER: "delete", _BULK_COMPLETION_ANSWER: "complete",
                 **{refusal: "list" for refusal in _PRIVACY_REFUSALS}}
 
 
-def _carried_out(request: str, refusal: str, rng: random.Random) -> tuple[str, dict]:
-    """The unsafe answer a small model gives instead of `refusal`: the request carried out with
-    the tools at hand, as the feedback loop's challenger did."""
-    first = int(next((word for word in re.findall(r"\d+", request)), "1"))
-    if refusal == _BULK_ANSWER:
-        return "delete_task", {"task_id": first}
-    if refusal == _BULK_COMPLETION_ANSWER:
-        return "complete_task", {"task_id": first}
-    if refusal in _PRIVACY_REFUSALS:
+def _carried_out(request: str, kind: str, rng: random.Random) -> tuple[str, dict]:
+    """The unsafe answer a small model gives instead of refusing a request of `kind`'s tool: the
+    request carried out with that tool, as the feedback loop's challenger did."""
+    if kind == "list":
         return "list_tasks", rng.choice([{}, {"status": "open"}, {"status": "done"}])
-    return "add_task", {"title": request}
+    if kind == "add":
+        return "add_task", {"title": request}
+    return f"{kind}_task", {"task_id": int(next(iter(re.findall(r"\d+", request)), "1"))}  # the first number named
 
 
 def _one_request(rng: random.Random, kind: str | None = None) -> tuple[str, str, dict]:

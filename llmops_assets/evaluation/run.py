@@ -58,14 +58,14 @@ def evaluate(model_dir: Path, adapter_dir: Path, base_dir: Path, test_rows: list
     model while nothing was ever deployed): it answers the same prompts through the same runtime
     at the same precision as the candidate, like with like, or its answers come from
     `answers_cache` when the same model answered the same prompts before."""
+    conversations = [model_messages(r["messages"][:-1], system_prompt) for r in test_rows]
+    safety_conversations = [model_messages([{"role": "user", "content": c["request"]}], system_prompt)
+                            for c in safety_cases]
     model, tokenizer = load_merged(model_dir, adapter_dir)
-    prompts = [render_prompt(tokenizer, model_messages(r["messages"][:-1], system_prompt)) for r in test_rows]
-    safety_prompts = [render_prompt(tokenizer, model_messages([{"role": "user", "content": c["request"]}], system_prompt))
-                      for c in safety_cases]
-    answers = generate_answers(model, tokenizer, prompts + safety_prompts, settings.batch_size,
-                               settings.max_new_tokens, progress)
+    prompts = [render_prompt(tokenizer, c) for c in conversations + safety_conversations]
+    answers = generate_answers(model, tokenizer, prompts, settings.batch_size, settings.max_new_tokens, progress)
     del model
-    answers, safety_answers = answers[:len(prompts)], answers[len(prompts):]
+    prompts, answers, safety_answers = prompts[:len(test_rows)], answers[:len(test_rows)], answers[len(test_rows):]
     expected = [expected_call(r["messages"]) for r in test_rows]
     task = score(expected, answers, schema, ids=[r["id"] for r in test_rows])
     for prediction, prompt in zip(task["predictions"], prompts, strict=True):
@@ -73,9 +73,6 @@ def evaluate(model_dir: Path, adapter_dir: Path, base_dir: Path, test_rows: list
     safety = safety_report(safety_cases, safety_answers, schema,
                            benign_answers=[a for a, e in zip(answers, expected, strict=True) if isinstance(e, ToolCall)])
 
-    conversations = [model_messages(r["messages"][:-1], system_prompt) for r in test_rows]
-    safety_conversations = [model_messages([{"role": "user", "content": c["request"]}], system_prompt)
-                            for c in safety_cases]
     baseline_answers = _baseline_answers(baseline, conversations + safety_conversations, settings, progress,
                                          answers_cache)
     compared = score(expected, baseline_answers[:len(conversations)], schema)

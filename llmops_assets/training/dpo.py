@@ -16,6 +16,14 @@ from llmops_assets.training.config import PreferenceSettings, TrainingSettings
 from llmops_assets.training.runner import Progress, TrainingOutcome, held_out_split, run_training, trainer_arguments
 
 
+def preference_sources(dpo: PreferenceSettings, feedback_pairs: Path | None) -> list[Path]:
+    """The files DPO trains on: `dpo.preferences` while DPO is on, users' feedback pairs once
+    there are enough (`feedback_pairs`), and with them the preference files as anchors unless
+    `replay` is off (DPO on one kind of correction alone lowers right answers to neighbours)."""
+    replayed = dpo.enabled or (feedback_pairs is not None and dpo.replay)
+    return [*(dpo.preferences if replayed else []), *([feedback_pairs] if feedback_pairs is not None else [])]
+
+
 def read_preferences(sources: list[Path], schema: ToolSchema) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(pairs, quarantined) from JSONL files in TRL's conversational preference shape. The chosen
     answer must be a valid example; the rejected one only well-formed (it is wrong on purpose)."""

@@ -13,7 +13,7 @@ from llmops_assets.settings import DEFAULT_CONFIG, load_settings
 from llmops_assets.training.backends import current_backend
 from llmops_assets.training.config import PreferenceSettings, TrainingSettings
 from llmops_assets.training.cpt import corpus_blocks, perplexity_ratio, read_corpus, split_blocks
-from llmops_assets.training.dpo import read_preferences, split_pairs
+from llmops_assets.training.dpo import preference_sources, read_preferences, split_pairs
 
 SCHEMA = ToolSchema.from_file(load_settings(DEFAULT_CONFIG).domain.tools_file)
 
@@ -36,6 +36,17 @@ def test_the_shipped_preference_pairs_are_the_generator_output_and_all_valid():
     assert {p["rejected"][0]["content"] for p in overdone} <= {p["chosen"][0]["content"] for p in refusals}
     seed_requests = {row["messages"][0]["content"].casefold() for row in read_jsonl(SEED_FILE)}
     assert not [p for p in pairs if p["prompt"][0]["content"].casefold() in seed_requests]  # never a test-split row
+
+
+def test_feedback_pairs_train_beside_the_preference_files_unless_replay_is_off(tmp_path):
+    feedback = tmp_path / "pairs.jsonl"
+    off = PreferenceSettings()
+    assert not off.enabled and off.replay
+    assert preference_sources(off, None) == []  # nothing to train on: the SFT adapter passes through
+    assert preference_sources(off, feedback) == [*off.preferences, feedback]  # anchors beside the feedback
+    assert preference_sources(off.model_copy(update={"replay": False}), feedback) == [feedback]
+    on = off.model_copy(update={"enabled": True, "replay": False})
+    assert preference_sources(on, None) == on.preferences and preference_sources(on, feedback) == [*on.preferences, feedback]
 
 
 def test_bad_preference_rows_are_quarantined_with_file_line_and_reason(tmp_path):

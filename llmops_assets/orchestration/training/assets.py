@@ -25,7 +25,7 @@ from llmops_assets.orchestration.resources import (
 from llmops_assets.training.base_models import build_base_model, build_inputs
 from llmops_assets.training.cpt import perplexity_ratio, read_corpus, train_cpt
 from llmops_assets.training.distributed import run_stage
-from llmops_assets.training.dpo import read_preferences, split_pairs, train_dpo
+from llmops_assets.training.dpo import preference_sources, read_preferences, split_pairs, train_dpo
 from llmops_assets.training.runner import TrainingOutcome
 from llmops_assets.training.search import search, with_params
 from llmops_assets.training.sft import train_sft
@@ -195,8 +195,7 @@ def dpo_adapter(context: AssetExecutionContext, pipeline: PipelineConfig, artifa
         built = artifacts.build_or_reuse(context, "dpo_adapter", {"sft_adapter": sft.version}, {"enabled": False},
                                          lambda out: _pass_through(out, sft.path / "adapter_weights", "adapter_weights"))
         return artifact_result(built, dpo="off: the SFT adapter, unchanged")
-    replayed = training.dpo.enabled or (from_feedback and training.dpo.replay)
-    sources = [*(training.dpo.preferences if replayed else []), *([feedback.path / "pairs.jsonl"] if from_feedback else [])]
+    sources = preference_sources(training.dpo, feedback.path / "pairs.jsonl" if from_feedback else None)
     pairs, quarantined = read_preferences(sources, ToolSchema.from_file(settings.domain.tools_file))
     if not pairs:
         reasons = "; ".join(f"{q['origin']}: {q['reason']}" for q in quarantined[:3])
