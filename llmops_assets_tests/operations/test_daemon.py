@@ -116,10 +116,12 @@ def test_feedback_trains_a_challenger_that_the_canary_promotes_with_no_person_in
         first = releases.read_status(home)
         endpoint = json.loads((home / "agent_config.json").read_text())["endpoint"]
         feedback = ScriptedFeedback(endpoint)
-        corrected = [feedback.correct(scrap_request(n), f"user-{n % 30}", delete(n)) for n in range(300, 360)]
+        # The flood and the broken item come first: the pairs are built as soon as min_pairs are
+        # ready, so whatever snapshot the sensor takes then holds all of them.
         for n in range(500, 512):  # a flood from one key: capped at max_pairs_per_client
             feedback.correct(scrap_request(n), "flooder", delete(n))
         feedback.correct("wipe my list", "user-x", {"name": "delete_all", "arguments": {}})  # breaks the schema
+        corrected = [feedback.correct(scrap_request(n), f"user-{n % 30}", delete(n)) for n in range(300, 360)]
         with feedback.clients():  # live traffic from 50 users while the challenger comes and is analysed
             wait_until(lambda: releases.read_status(home)["release_number"] > first["release_number"], 600,
                        "the feedback-trained challenger promoted to champion", daemon, log, every_s=3)
