@@ -34,12 +34,15 @@ def uncached(key: dict[str, str], generate: Callable[[], list[str]]) -> list[str
 
 @dataclass(frozen=True)
 class Baseline:
-    """What the candidate is compared with: a name, its model folder, and the artifact version
-    (`asset@version`) that keys its cached answers."""
+    """What the candidate is compared with: a name, its model folder, the artifact version
+    (`asset@version`) that keys its cached answers, and the answers it gave as a candidate in its
+    own evaluation (`answers.json` of its eval_report): the same weights in the same runtime, so
+    on the same prompts they are its answers, without generating them again."""
 
     name: str
     model_dir: Path
     version: str
+    recorded: Path | None = None
 
 
 @dataclass
@@ -48,6 +51,7 @@ class Evaluation:
     judge: dict[str, Any]  # llm_judge_scores.json
     regression: dict[str, Any]  # regression_analysis.json
     predictions: list[dict[str, Any]]
+    answers: dict[str, Any]  # answers.json: every prompt's answer, keyed like the answer cache
 
 
 def evaluate(model_dir: Path, adapter_dir: Path, base_dir: Path, test_rows: list[dict[str, Any]],
@@ -65,6 +69,7 @@ def evaluate(model_dir: Path, adapter_dir: Path, base_dir: Path, test_rows: list
     prompts = [render_prompt(tokenizer, c) for c in conversations + safety_conversations]
     answers = generate_answers(model, tokenizer, prompts, settings.batch_size, settings.max_new_tokens, progress)
     del model
+    recorded = {**_answers_key(prompts, settings), "answers": answers}
     prompts, answers, safety_answers = prompts[:len(test_rows)], answers[:len(test_rows)], answers[len(test_rows):]
     expected = [expected_call(r["messages"]) for r in test_rows]
     task = score(expected, answers, schema, ids=[r["id"] for r in test_rows])
@@ -113,7 +118,7 @@ def evaluate(model_dir: Path, adapter_dir: Path, base_dir: Path, test_rows: list
         "failures": [p for p in task["predictions"] if not p["correct"]],
         "confusion": confusion(expected, answers),
     }
-    return Evaluation(report, judged, regression, task["predictions"])
+    return Evaluation(report, judged, regression, task["predictions"], recorded)
 
 
 def text_answers(task: dict[str, Any]) -> dict[str, Any]:
@@ -133,8 +138,14 @@ def _baseline_answers(baseline: Baseline, conversations, settings: EvaluationSet
     from transformers import AutoTokenizer
 
     prompts = [render_prompt(AutoTokenizer.from_pretrained(baseline.model_dir), c) for c in conversations]
-    key = {"model": baseline.version, "prompts": text_sha256(json.dumps(prompts)),
-           "max_new_tokens": str(settings.max_new_tokens)}
+    asked = _answers_key(prompts, settings)
+    key = {"model": baseline.version, **asked}
+    if baseline.recorded is not None and baseline.recorded.is_file():
+        recorded = json.loads(baseline.recorded.read_text())
+        if all(recorded.get(k) == v for k, v in asked.items()):
+            progress(f"{baseline.name}: reusing the answers it gave these {len(prompts)} prompts in its own "
+                     "evaluation (same weights, same runtime)")
+            return recorded["answers"]
 
     def generate() -> list[str]:
         progress(f"{baseline.name} answers this test set and safety suite, in transformers like the candidate")
@@ -142,6 +153,10 @@ def _baseline_answers(baseline: Baseline, conversations, settings: EvaluationSet
         return generate_answers(model, tokenizer, prompts, settings.batch_size, settings.max_new_tokens, progress)
 
     return answers_cache(key, generate)
+
+
+def _answers_key(prompts: list[str], settings: EvaluationSettings) -> dict[str, str]:
+    return {"prompts": text_sha256(json.dumps(prompts)), "max_new_tokens": str(settings.max_new_tokens)}
 
 
 def _floats(flags: list[bool]) -> list[float]:

@@ -130,9 +130,16 @@ def test_feedback_on_a_systematic_mistake_trains_a_challenger_that_makes_it_less
         corrected = [feedback.correct(TICK_OFF.format(n=n), f"user-{n % 30}", {"name": "complete_task",
                                                                                "arguments": {"task_id": n}})
                      for n in range(400, 850, 5)]
-        with feedback.clients():  # live traffic while the challenger comes and is analysed
-            wait_until(lambda: releases.read_status(home)["release_number"] > first["release_number"], 1500,
-                       "the feedback-trained challenger promoted to champion", daemon, log, every_s=5)
+        registry = releases.ReleaseRegistry(ArtifactStore(home / "artifacts"))
+        promoted = lambda: releases.read_status(home)["release_number"] > first["release_number"]  # noqa: E731
+        # Live traffic throughout: light while the challenger is trained and evaluated (on 2 cores
+        # a steady stream of requests would slow training and evaluation by a third), then steady
+        # while the canary analysis measures the challenger.
+        with feedback.clients(every_s=3):
+            wait_until(lambda: registry.challenger() is not None or promoted(), 1500,
+                       "the feedback-trained challenger deployed as a canary", daemon, log, every_s=5)
+        with feedback.clients():
+            wait_until(promoted, 600, "the canary promoted to champion", daemon, log, every_s=5)
     assert feedback.failures == [], feedback.failures
     champion = releases.read_status(home)
     after = mistake_rate(feedback, unseen)
@@ -180,8 +187,11 @@ def test_a_regressed_adapter_fails_the_regression_gate_and_changes_nothing(defau
     assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
     gates = gate_table(done.stdout)
     assert gates["eval_report:no_regression"] == "FAIL", done.stdout[-3000:]
-    [candidate] = [a for a in ArtifactStore(home / "artifacts").versions("eval_report")
-                   if a.manifest["inputs"]["champion"] == before["version"]]
+    # The weak adapter's evaluation (the loop test's DPO challenger was evaluated against the same champion).
+    store = ArtifactStore(home / "artifacts")
+    [weak] = [a.version for a in store.versions("sft_adapter") if a.manifest["config"]["max_steps"] == 2]
+    [candidate] = [a for a in store.versions("eval_report") if a.manifest["inputs"]["champion"] == before["version"]
+                   and store.get("dpo_adapter", a.manifest["inputs"]["dpo_adapter"]).manifest["inputs"]["sft_adapter"] == weak]
     regression = json.loads((candidate.path / "regression_analysis.json").read_text())
     accuracy = regression["metrics"]["task_accuracy"]
     assert regression["regressed"] and accuracy["ci_high"] < 0 and accuracy["delta"] < -0.05

@@ -27,12 +27,14 @@ from dagster._core.utils import make_new_run_id
 from llmops_assets.cli import failure_reasons
 from llmops_assets.core import releases
 from llmops_assets.core.inference import chat_completion
+from llmops_assets.core.modeling import load_base, load_merged
 from llmops_assets.core.rows import file_fingerprints
 from llmops_assets.core.storage import Artifact, ArtifactStore, file_sha256, read_jsonl
 from llmops_assets.data.synth import PREFERENCES_FILE, SEED_FILE
 from llmops_assets.definitions import build_definitions, defs
 from llmops_assets.deployment import servers
 from llmops_assets.deployment.targets import ollama_answers, ollama_host
+from llmops_assets.evaluation.generate import generate_answers
 from llmops_assets.orchestration.data.feedback import feedback_log, feedback_sensor
 from llmops_assets.orchestration.resources import SOURCE_FILES, ArtifactStoreResource, PipelineConfig, run_usage
 from llmops_assets.orchestration.sensors import training_data_sensor
@@ -815,8 +817,20 @@ def test_regression_compares_with_the_champion_even_when_it_is_stopped_and_never
         report = json.loads((latest(instance, "eval_report").path / "eval_report.json").read_text())
         assert report["baseline_comparison"]["champion"] == f"champion {champion.version} (stopped)"
 
+        # The champion's answers are the ones it gave in its own evaluation, not generated again:
+        # its merged model is the same weights in the same runtime, so it answers alike.
         store = ArtifactStore(home / "artifacts")
         merged = store.get("gguf_model", champion.version).manifest["inputs"]["merged_model"]
+        own = store.get("eval_report", champion.inputs["eval_report"])
+        assert report["baseline_comparison"]["champion_task_accuracy"] == own.metrics["task_accuracy"]
+        assert not [a for a in store.versions("baseline_answers") if a.manifest["inputs"]["model"].endswith(merged)]
+        evaluated_as = {k: store.get(k, own.manifest["inputs"][k]).path for k in ("cpt_model", "dpo_adapter")}
+        candidate, tokenizer = load_merged(evaluated_as["cpt_model"] / "model", evaluated_as["dpo_adapter"] / "adapter_weights")
+        served, _ = load_base(home / "artifacts" / "merged_model" / merged / "model")
+        prompts = [p["prompt"] for p in read_jsonl(own.path / "predictions.jsonl")[:4]]
+        assert (generate_answers(candidate, tokenizer, prompts, 4, 24, print)
+                == generate_answers(served, tokenizer, prompts, 4, 24, print))
+
         shutil.rmtree(home / "artifacts" / "merged_model" / merged)
         (tmp_path / "b").mkdir()
         again = run_pipeline(instance, derived_config(tmp_path / "b", {"stages": {"evaluation": {"bootstrap_samples": 202}}}),

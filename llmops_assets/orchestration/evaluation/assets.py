@@ -55,6 +55,7 @@ def eval_report(context: AssetExecutionContext, pipeline: PipelineConfig, artifa
         write_json(out.dir / "llm_judge_scores.json", result.judge)
         write_json(out.dir / "regression_analysis.json", result.regression)
         write_jsonl(out.dir / "predictions.jsonl", result.predictions)
+        write_json(out.dir / RECORDED_ANSWERS, result.answers)
         (out.dir / "confusion_matrix.png").write_bytes(confusion_png(report["confusion"]))
         out.metrics = {k: report[k] for k in ("n", "task_accuracy", "valid_json_rate", "llm_judge_score",
                                               "judge_agreement", "decision")}
@@ -93,7 +94,14 @@ def _baseline(artifacts: ArtifactStoreResource, champion: Release | None, base: 
                            f"in {artifacts.store.url} any more ({exc}): regression against it cannot be measured; "
                            "restore the store or roll back to a release whose artifacts exist") from exc
     state = "served" if champion.status == "serving" else "stopped"
-    return Baseline(f"champion {champion.version} ({state})", merged.path / "model", f"merged_model@{merged.version}")
+    evaluated = merged.manifest["inputs"].get("eval_report")
+    recorded = (artifacts.store.get("eval_report", evaluated).path / RECORDED_ANSWERS
+                if evaluated and artifacts.store.exists("eval_report", evaluated) else None)
+    return Baseline(f"champion {champion.version} ({state})", merged.path / "model", f"merged_model@{merged.version}",
+                    recorded)
+
+
+RECORDED_ANSWERS = "answers.json"  # the candidate's answers, in its eval_report: as a champion later, its own
 
 
 BASELINE_ANSWERS = "baseline_answers"  # in the artifact store only: a cache, not an asset
