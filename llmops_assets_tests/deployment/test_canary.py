@@ -5,13 +5,16 @@ behind the gateway are in integration/test_pipeline_tiny.py and e2e/test_default
 import numpy as np
 import pytest
 
-from llmops_assets.core.releases import Release
+from llmops_assets.core.releases import Release, ReleaseRegistry, read_status
 from llmops_assets.core.statistics import mean_bounds
+from llmops_assets.core.storage import ArtifactStore
 from llmops_assets.core.tools import ToolSchema
 from llmops_assets.deployment import canary
+from llmops_assets.deployment import release as releasing
 from llmops_assets.deployment.config import PromotionSettings
 from llmops_assets.deployment.gateway import traffic_share
 from llmops_assets.settings import load_settings
+from llmops_assets_tests.core.test_releases import release as a_release
 
 ALPHA, STREAMS, STEPS, BATCH = 0.05, 2000, 1500, 10
 
@@ -146,3 +149,22 @@ def test_promotion_steps_must_rise_within_0_and_1():
         PromotionSettings(traffic_steps=[0.5, 0.1])
     with pytest.raises(ValueError, match="between 0 and 1"):
         PromotionSettings(traffic_steps=[0.1, 1.0])
+
+
+def test_a_promotion_killed_while_the_old_champion_drains_leaves_the_status_naming_the_new_champion(tmp_path,
+                                                                                                    monkeypatch):
+    """deployment_status.json is written the moment the registry names the new champion, not after
+    the old one has drained and stopped (seconds in which a kill left the two disagreeing)."""
+    registry = ReleaseRegistry(ArtifactStore(tmp_path / "artifacts"))
+    registry.register(a_release(1, "v1"))
+    registry.write_views(tmp_path)
+    challenger = registry.register(a_release(2, "v2", role="canary", traffic_weight=0.5)).release
+
+    def killed(settings):
+        raise KeyboardInterrupt("killed while the old champion drains")
+
+    monkeypatch.setattr(releasing, "_drain", killed)
+    with pytest.raises(KeyboardInterrupt):
+        releasing.promote_challenger(registry, load_settings().stages.deployment, tmp_path, challenger, "promoted")
+    assert registry.releases()[2].role == "champion"
+    assert read_status(tmp_path)["release_number"] == 2
