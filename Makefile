@@ -43,6 +43,7 @@ test-fast: setup
 
 lint: setup
 	$(BIN)/ruff check llmops_assets llmops_assets_tests bench
+	$(BIN)/lint-imports --no-logo
 
 clean:
 	-$(BIN)/llmops serve stop

@@ -80,11 +80,10 @@ def deploy(gguf_path: Path, ollama_spec: dict[str, Any], candidate_fields: dict[
         log(f"{release.version} on {target.name} is the {role} beside champion {previous.version}")
         return release
     target.promote(candidate)
-    registry.write_views(home)  # at once: a kill while the old champion drains leaves no stale view
+    registry.write_views(home)  # before the old champion drains: a kill then leaves no stale view
     if previous:
         _retire(registry, settings, home, previous, candidate, f"replaced by release {release_number}")
         log(f"{release.version} on {target.name} replaces {previous.version} on {previous.server}")
-    registry.write_views(home)
     return release
 
 
@@ -95,10 +94,9 @@ def promote_challenger(registry: ReleaseRegistry, settings: DeploymentSettings, 
     candidate = Candidate.of(challenger.view())
     target_of(challenger.view(), settings, home).promote(candidate)
     registry.set_role(challenger.release_number, "champion", 1.0, reason=reason)
-    registry.write_views(home)  # at once: a kill while the old champion drains leaves no stale view
+    registry.write_views(home)  # before the old champion drains: a kill then leaves no stale view
     if previous is not None:
         _retire(registry, settings, home, previous, candidate, f"replaced by release {challenger.release_number}")
-    registry.write_views(home)
     return registry.releases()[challenger.release_number]
 
 

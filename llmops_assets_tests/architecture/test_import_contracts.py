@@ -14,7 +14,7 @@ LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 
 def lint_imports(project: Path) -> subprocess.CompletedProcess:
     """import-linter on the package under `project`, with the contracts in its pyproject.toml."""
-    return subprocess.run([str(LINT_IMPORTS), "--no-cache"], cwd=project, capture_output=True, text=True,
+    return subprocess.run([str(LINT_IMPORTS), "--no-cache", "--no-logo"], cwd=project, capture_output=True, text=True,
                           env={"PYTHONPATH": str(project), "PATH": "/usr/bin:/bin"}, timeout=120)
 
 
